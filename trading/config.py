@@ -1,0 +1,130 @@
+"""The committee configuration: which agents, how they are weighed, the risk limits, the broker.
+
+Loaded from YAML into a frozen, strict model: an unknown key or a bad value fails with the
+field's location (``risk.max_position_fraction: ...``), before anything trades. The default
+ships as ``trading/committee.yaml`` and is read through importlib.resources, so it works from
+an installed wheel too.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from trading.agents.base import AgentSpec, build_agent
+from trading.brokers.paper import PaperBroker
+from trading.committee import Committee
+from trading.execution import ExecutionEngine, Sizing
+from trading.portfolio import Portfolio
+from trading.risk import RiskGate, RiskLimits
+from trading.session import TradingSession
+
+DEFAULT_CONFIG = "committee.yaml"
+
+
+class CommitteeConfigError(ValueError):
+    """A committee config that cannot be loaded; the message names the file and fields."""
+
+
+class CommitteeConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    agents: tuple[AgentSpec, ...] = Field(min_length=1)
+    weights: dict[str, float]
+    quorum: int = Field(ge=1)
+    min_confidence: float = Field(ge=0, le=1)
+    risk: RiskLimits
+    sizing: Sizing = Sizing()
+    fee_bps: float = Field(ge=0, le=1000)
+    slippage_bps: float = Field(ge=0, le=1000)
+    max_participation: float | None = Field(None, gt=0, le=1)
+    initial_cash: float = Field(gt=0, allow_inf_nan=False)
+    quote: str = Field(pattern=r"^[A-Z0-9]{1,20}$")
+
+    @model_validator(mode="after")
+    def _check_cross_fields(self) -> CommitteeConfig:
+        names = [agent.name for agent in self.agents]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"agents: duplicate names {duplicates}")
+        missing = sorted(set(names) - set(self.weights))
+        unknown = sorted(set(self.weights) - set(names))
+        if missing or unknown:
+            raise ValueError(f"weights: missing agents {missing}, unknown agents {unknown}")
+        negative = sorted(n for n, w in self.weights.items() if not w >= 0)
+        if negative:
+            raise ValueError(f"weights: must be >= 0 for {negative}")
+        if self.quorum > len(self.agents):
+            raise ValueError(f"quorum: {self.quorum} exceeds the {len(self.agents)} agents")
+        if self.fee_bps + self.slippage_bps > self.risk.execution_cost_allowance_bps:
+            raise ValueError(
+                f"fee_bps + slippage_bps ({self.fee_bps + self.slippage_bps}) exceeds "
+                f"risk.execution_cost_allowance_bps ({self.risk.execution_cost_allowance_bps}); "
+                "the risk gate would under-estimate execution costs"
+            )
+        return self
+
+
+def _format_errors(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "<root>"
+        lines.append(f"  {location}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse_committee_config(data: Any, *, source: str = "<data>") -> CommitteeConfig:
+    if not isinstance(data, dict):
+        raise CommitteeConfigError(f"{source}: expected a mapping at the top level")
+    try:
+        return CommitteeConfig.model_validate(data)
+    except ValidationError as exc:
+        raise CommitteeConfigError(
+            f"invalid committee config {source}:\n{_format_errors(exc)}"
+        ) from exc
+
+
+def load_committee_config(path: str | Path | None = None) -> CommitteeConfig:
+    """Load ``path``, or the packaged default ``trading/committee.yaml`` when None."""
+    if path is None:
+        resource = resources.files("trading").joinpath(DEFAULT_CONFIG)
+        text, source = resource.read_text(encoding="utf-8"), f"trading/{DEFAULT_CONFIG}"
+    else:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CommitteeConfigError(f"cannot read committee config {path}: {exc}") from exc
+        source = str(path)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CommitteeConfigError(f"committee config {source} is not valid YAML: {exc}") from exc
+    return parse_committee_config(data, source=source)
+
+
+def build_session(config: CommitteeConfig, portfolio: Portfolio | None = None) -> TradingSession:
+    """Wire agents -> committee -> risk gate -> execution -> paper broker from ``config``."""
+    if portfolio is None:
+        portfolio = Portfolio(config.quote, config.initial_cash)
+    elif portfolio.quote != config.quote:
+        raise CommitteeConfigError(
+            f"portfolio is quoted in {portfolio.quote}, the config in {config.quote}"
+        )
+    committee = Committee(
+        [build_agent(spec) for spec in config.agents],
+        config.weights,
+        quorum=config.quorum,
+        min_confidence=config.min_confidence,
+    )
+    broker = PaperBroker(
+        fee_bps=config.fee_bps,
+        slippage_bps=config.slippage_bps,
+        max_participation=config.max_participation,
+    )
+    execution = ExecutionEngine(RiskGate(config.risk), broker, config.sizing)
+    return TradingSession(committee, execution, portfolio)

@@ -1,0 +1,295 @@
+"""The risk gate: every order intent passes here before it can reach a broker.
+
+Deterministic pre-trade checks against per-position, gross-exposure, per-order and daily-loss
+limits, for a long-only spot account without margin. An intent that breaks a limit is scaled
+down to the largest size that fits (the reason says which limit bound it) or rejected with a
+clear reason. Limits are checked against equity *after* the order's worst-case execution cost
+(``execution_cost_allowance_bps``), so fees and slippage cannot push a just-filled order over
+a limit.
+
+States: ACTIVE (all orders), REDUCING (daily loss past ``reducing_at_loss_fraction`` of the
+limit: only exposure-reducing orders), HALTED (daily loss limit hit, sticky until the next
+``start_day``; or the kill switch, until ``reset_kill_switch``). HALTED stops every order,
+reducing ones included: a halt means a human looks first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from trading.domain import OrderIntent, Side, split_symbol
+from trading.portfolio import Portfolio
+
+logger = logging.getLogger(__name__)
+
+_SCALE_MARGIN = 1.0 - 1e-9  # keep scaled orders a hair inside the limit despite rounding
+
+
+class RiskLimits(BaseModel):
+    """Fractions of current equity. Spot without margin, so exposure can never exceed 1."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_position_fraction: float = Field(0.25, gt=0, le=1)
+    max_gross_exposure_fraction: float = Field(1.0, gt=0, le=1)
+    max_order_fraction: float = Field(0.10, gt=0, le=1)
+    max_daily_loss_fraction: float = Field(0.05, gt=0, le=0.5)
+    reducing_at_loss_fraction: float = Field(
+        0.5, gt=0, le=1, description="share of the daily loss limit at which REDUCING starts"
+    )
+    execution_cost_allowance_bps: float = Field(
+        50.0, ge=0, le=1000, description="worst-case fee + slippage assumed when sizing"
+    )
+
+    @model_validator(mode="after")
+    def _check_consistent(self) -> RiskLimits:
+        if self.max_position_fraction > self.max_gross_exposure_fraction:
+            raise ValueError(
+                f"max_position_fraction {self.max_position_fraction} exceeds "
+                f"max_gross_exposure_fraction {self.max_gross_exposure_fraction}"
+            )
+        if self.max_order_fraction > self.max_gross_exposure_fraction:
+            raise ValueError(
+                f"max_order_fraction {self.max_order_fraction} exceeds "
+                f"max_gross_exposure_fraction {self.max_gross_exposure_fraction}"
+            )
+        return self
+
+    @property
+    def cost_allowance(self) -> float:
+        return self.execution_cost_allowance_bps / 1e4
+
+
+class RiskState(StrEnum):
+    ACTIVE = "active"
+    REDUCING = "reducing"
+    HALTED = "halted"
+
+
+class RiskDecision(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    approved: bool
+    intent: OrderIntent | None
+    reason: str
+    state: RiskState
+
+    @model_validator(mode="after")
+    def _check_intent(self) -> RiskDecision:
+        if self.approved != (self.intent is not None):
+            raise ValueError("an approved decision carries an intent; a rejected one does not")
+        return self
+
+
+def check_limits(
+    portfolio: Portfolio,
+    prices: Mapping[str, float],
+    limits: RiskLimits,
+    *,
+    tolerance: float = 1e-9,
+) -> list[str]:
+    """Every limit the portfolio state breaches at ``prices`` (empty list: none).
+
+    ``tolerance`` is relative to equity and only absorbs floating-point rounding.
+    """
+    breaches: list[str] = []
+    equity = portfolio.equity(prices)
+    slack = tolerance * max(abs(equity), portfolio.initial_cash)
+    if portfolio.cash < -slack:
+        breaches.append(f"cash {portfolio.cash} is negative (no margin)")
+    positions = portfolio.positions
+    for symbol, position in positions.items():
+        if position.quantity < 0:
+            breaches.append(f"{symbol} quantity {position.quantity} is short (long-only spot)")
+    open_symbols = [s for s, p in positions.items() if p.quantity != 0.0]
+    if not open_symbols:
+        return breaches
+    if equity <= 0:
+        breaches.append(f"equity {equity} <= 0 with open positions {open_symbols}")
+        return breaches
+    for symbol in open_symbols:
+        value = abs(portfolio.position_value(symbol, prices))
+        if value > limits.max_position_fraction * equity + slack:
+            breaches.append(
+                f"{symbol} position is {value / equity:.6f} of equity, above "
+                f"max_position_fraction {limits.max_position_fraction}"
+            )
+    gross = portfolio.gross_exposure(prices)
+    if gross > limits.max_gross_exposure_fraction * equity + slack:
+        breaches.append(
+            f"gross exposure is {gross / equity:.6f} of equity, above "
+            f"max_gross_exposure_fraction {limits.max_gross_exposure_fraction}"
+        )
+    return breaches
+
+
+class RiskGate:
+    def __init__(self, limits: RiskLimits) -> None:
+        self.limits = limits
+        self._day: date | None = None
+        self._day_start_equity: float | None = None
+        self._halted_today: str | None = None
+        self._killed: str | None = None
+        self._state = RiskState.ACTIVE
+
+    @property
+    def state(self) -> RiskState:
+        return RiskState.HALTED if self._killed or self._halted_today else self._state
+
+    @property
+    def day(self) -> date | None:
+        return self._day
+
+    @property
+    def day_start_equity(self) -> float | None:
+        return self._day_start_equity
+
+    def start_day(self, equity: float, day: date) -> None:
+        """Open a trading day: the daily-loss baseline resets, a daily halt lifts.
+
+        Calling it again for the current day is a no-op, so a resumed run keeps its baseline.
+        """
+        if isinstance(day, datetime):
+            day = day.astimezone(UTC).date()
+        if self._day is not None:
+            if day == self._day:
+                return
+            if day < self._day:
+                raise ValueError(f"start_day({day}) is before the current day {self._day}")
+        if not equity > 0:
+            raise ValueError(f"start-of-day equity must be > 0, got {equity}")
+        self._day = day
+        self._day_start_equity = float(equity)
+        self._halted_today = None
+        self._state = RiskState.ACTIVE
+        logger.info("risk day %s starts at equity %.10g", day, equity)
+
+    def kill(self, reason: str = "kill switch engaged") -> None:
+        """Stop all trading until ``reset_kill_switch``, whatever the day."""
+        self._killed = reason
+        logger.warning("risk gate killed: %s", reason)
+
+    def reset_kill_switch(self) -> None:
+        self._killed = None
+        logger.warning("risk gate kill switch reset")
+
+    def refresh(self, portfolio: Portfolio, prices: Mapping[str, float]) -> RiskState:
+        """Re-derive the state from the current daily loss."""
+        if self._day_start_equity is None:
+            raise RuntimeError("RiskGate.start_day(equity, day) must be called before trading")
+        if self._halted_today is None:
+            limits = self.limits
+            reducing_at = limits.reducing_at_loss_fraction * limits.max_daily_loss_fraction
+            equity = portfolio.equity(prices)
+            loss = (self._day_start_equity - equity) / self._day_start_equity
+            if loss >= self.limits.max_daily_loss_fraction:
+                self._halted_today = (
+                    f"daily loss {loss:.4%} reached max_daily_loss_fraction "
+                    f"{self.limits.max_daily_loss_fraction:.2%}: halted until the next day"
+                )
+                logger.warning("risk gate halted on %s: %s", self._day, self._halted_today)
+            elif loss >= reducing_at:
+                self._state = RiskState.REDUCING
+            else:
+                self._state = RiskState.ACTIVE
+        return self.state
+
+    def evaluate(
+        self,
+        intent: OrderIntent,
+        portfolio: Portfolio,
+        prices: Mapping[str, float],
+        now: datetime,
+    ) -> RiskDecision:
+        if self._day is None:
+            raise RuntimeError("RiskGate.start_day(equity, day) must be called before evaluate")
+        today = now.astimezone(UTC).date()
+        if today != self._day:
+            raise RuntimeError(
+                f"evaluate at {now.isoformat()} but the risk day is {self._day}; "
+                "call start_day for the new day first"
+            )
+        state = self.refresh(portfolio, prices)
+        if state is RiskState.HALTED:
+            return self._reject(f"halted: {self._killed or self._halted_today}")
+        equity = portfolio.equity(prices)
+        if not equity > 0:
+            return self._reject(f"equity {equity} <= 0")
+        if intent.side is Side.SELL:
+            return self._evaluate_sell(intent, portfolio, equity)
+        if state is RiskState.REDUCING:
+            return self._reject(
+                "reducing: daily loss past "
+                f"{self.limits.reducing_at_loss_fraction:.0%} of the limit, only sells allowed"
+            )
+        return self._evaluate_buy(intent, portfolio, prices, equity)
+
+    def _order_cap(self, intent: OrderIntent, equity: float) -> float:
+        o, a = self.limits.max_order_fraction, self.limits.cost_allowance
+        return o * equity / (intent.reference_price * (1.0 + o * a))
+
+    def _evaluate_sell(
+        self, intent: OrderIntent, portfolio: Portfolio, equity: float
+    ) -> RiskDecision:
+        base, _ = split_symbol(intent.symbol)
+        held = portfolio.quantity(intent.symbol)
+        if held <= 0:
+            return self._reject(f"long-only spot: no {base} held to sell")
+        caps = {
+            "held quantity (long-only spot)": held,
+            "max_order_fraction": self._order_cap(intent, equity),
+        }
+        return self._fit(intent, caps)
+
+    def _evaluate_buy(
+        self,
+        intent: OrderIntent,
+        portfolio: Portfolio,
+        prices: Mapping[str, float],
+        equity: float,
+    ) -> RiskDecision:
+        limits, a = self.limits, self.limits.cost_allowance
+        ref = intent.reference_price
+        mark = float(prices.get(intent.symbol, ref))
+        f, g = limits.max_position_fraction, limits.max_gross_exposure_fraction
+        position_value = portfolio.quantity(intent.symbol) * mark
+        gross = portfolio.gross_exposure(prices)
+        caps = {
+            "max_order_fraction": self._order_cap(intent, equity),
+            "max_position_fraction": (f * equity - position_value) / (mark + f * a * ref),
+            "max_gross_exposure_fraction": (g * equity - gross) / (mark + g * a * ref),
+            "available cash": portfolio.cash / (ref * (1.0 + a)),
+        }
+        return self._fit(intent, caps)
+
+    def _fit(self, intent: OrderIntent, caps: Mapping[str, float]) -> RiskDecision:
+        binding = min(caps, key=lambda name: caps[name])
+        allowed = caps[binding]
+        if allowed * intent.reference_price <= 1e-12:
+            return self._reject(f"{intent.side} {intent.symbol} rejected: {binding} leaves no room")
+        if intent.quantity <= allowed:
+            return RiskDecision(
+                approved=True, intent=intent, reason="within limits", state=self.state
+            )
+        quantity = allowed if binding.startswith("held") else allowed * _SCALE_MARGIN
+        scaled = intent.model_copy(
+            update={
+                "quantity": quantity,
+                "reason": f"{intent.reason}; scaled from {intent.quantity:.10g} by {binding}",
+            }
+        )
+        return RiskDecision(
+            approved=True,
+            intent=OrderIntent.model_validate(scaled.model_dump()),
+            reason=f"scaled down from {intent.quantity:.10g} to {quantity:.10g} to fit {binding}",
+            state=self.state,
+        )
+
+    def _reject(self, reason: str) -> RiskDecision:
+        logger.info("risk gate rejected an intent: %s", reason)
+        return RiskDecision(approved=False, intent=None, reason=reason, state=self.state)
