@@ -153,8 +153,20 @@ def influx_server() -> Iterator:  # noqa: ANN201
 
 @pytest.fixture
 def influx_url(influx_server) -> str:  # noqa: ANN001
-    """URL of the shim (speaks /api/v2/write, /query, /ping) with the bucket database created.
+    """URL of the shim (speaks /api/v2/write, /query, /ping) of the session's influxd.
 
-    The bucket name is ``influx_server.bucket``; the org and token are accepted and ignored.
+    Its database ``ticks`` (``influx_server.bucket``) exists; ``influx_bucket`` gives a fresh
+    one per test. The org and token are accepted and ignored (the test server has no auth).
     """
     return influx_server.url
+
+
+@pytest.fixture
+def influx_bucket(influx_server) -> Iterator[str]:  # noqa: ANN001
+    """A bucket (1.x database) unique to this test, dropped afterwards."""
+    from tests.support.influx import influx_query
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    influx_query(influx_server.upstream_url, f'CREATE DATABASE "{name}"')
+    yield name
+    influx_query(influx_server.upstream_url, f'DROP DATABASE "{name}"')
