@@ -64,7 +64,7 @@ class Portfolio:
             raise AccountingError(
                 f"fill {fill.fill_id} is quoted in {quote}, the portfolio in {self.quote}"
             )
-        holding = self._holdings.setdefault(fill.symbol, _Holding())
+        holding = self._holdings.get(fill.symbol) or _Holding()  # stored only once booked
         notional = fill.quantity * fill.price
         if fill.side is Side.BUY:
             new_cash = self.cash - notional - fill.fee
@@ -91,6 +91,7 @@ class Portfolio:
                 holding.quantity = 0.0
                 holding.avg_price = 0.0
             self.cash += notional - fill.fee
+        self._holdings[fill.symbol] = holding
         self.fees_paid += fill.fee
         self._marks.setdefault(fill.symbol, fill.price)
 

@@ -62,7 +62,10 @@ class RiskLimits(BaseModel):
 
     @property
     def cost_allowance(self) -> float:
-        return self.execution_cost_allowance_bps / 1e4
+        """Cost per unit of notional, compounded: the fee is charged on the slipped price, so
+        slippage s plus fee f cost s + f + s*f <= a * (1 + a) when s + f <= a."""
+        allowance = self.execution_cost_allowance_bps / 1e4
+        return allowance * (1.0 + allowance)
 
 
 class RiskState(StrEnum):
