@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -38,6 +39,10 @@ _MONGO_START_TIMEOUT_S = 30.0
 _MONGO_STOP_TIMEOUT_S = 15.0
 
 
+_thread_locks: dict[str, threading.Lock] = {}
+_thread_locks_guard = threading.Lock()
+
+
 class EmbeddedServerError(RuntimeError):
     """An embedded store could not be started, reached or stopped."""
 
@@ -50,8 +55,11 @@ def _dir_lock(data_dir: Path) -> Iterator[None]:
     and may run as another user).
     """
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    lock = fasteners.InterProcessLock(str(data_dir.parent / f".{data_dir.name}.lock"))
-    with lock:
+    lock_path = data_dir.parent / f".{data_dir.name}.lock"
+    # fcntl locks exclude processes, not threads of one process: hold a thread lock too.
+    with _thread_locks_guard:
+        thread_lock = _thread_locks.setdefault(str(lock_path), threading.Lock())
+    with thread_lock, fasteners.InterProcessLock(str(lock_path)):
         yield
 
 

@@ -48,11 +48,20 @@ def client_for_url(url: str) -> pymongo.MongoClient:
         return client
 
 
-def close_client(url: str) -> None:
+def close_client(url: str, wait: bool = True) -> None:
+    """Drop this process's cached client for ``url``.
+
+    Closing a client whose server is gone blocks for the server-selection timeout (pymongo
+    tries to end its sessions), so a stale client can be closed in the background instead.
+    """
     with _lock:
         client = _clients.pop((os.getpid(), url), None)
-    if client is not None:
+    if client is None:
+        return
+    if wait:
         client.close()
+    else:
+        threading.Thread(target=client.close, name="mongo-close", daemon=True).start()
 
 
 class MongoStoreResource(dg.ConfigurableResource):
@@ -118,7 +127,7 @@ class EmbeddedMongoResource(MongoStoreResource):
         uri = _embedded_uris.get(key)
         if uri is not None and not mongo_is_running(key[1]):
             # Restarted elsewhere (coinswarm stop, tests): it may listen on a new port now.
-            close_client(uri)
+            close_client(uri, wait=False)
             uri = None
         if uri is None:
             uri = ensure_mongo(key[1])

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -174,6 +175,9 @@ def _check_kind(kind: str | None) -> tuple[str, ...]:
 # Parquet catalog
 # --------------------------------------------------------------------------------------------
 
+_thread_locks: dict[str, threading.Lock] = {}
+_thread_locks_guard = threading.Lock()
+
 _ARROW_SCHEMA = pa.schema(
     [
         (c, pa.int64() if c == "ts" else pa.float64() if c in FLOAT_COLUMNS else pa.string())
@@ -207,7 +211,11 @@ class ParquetTickStore(TickStore):
     @contextlib.contextmanager
     def _locked(self, day_dir: Path) -> Iterator[None]:
         day_dir.mkdir(parents=True, exist_ok=True)
-        with fasteners.InterProcessLock(str(day_dir / ".lock")):
+        lock_path = str(day_dir / ".lock")
+        # fcntl locks exclude processes, not threads of one process: hold a thread lock too.
+        with _thread_locks_guard:
+            thread_lock = _thread_locks.setdefault(lock_path, threading.Lock())
+        with thread_lock, fasteners.InterProcessLock(lock_path):
             yield
 
     @staticmethod

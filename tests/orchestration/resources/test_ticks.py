@@ -319,3 +319,40 @@ def test_influx_resource_in_an_asset(influx_url: str, influx_bucket: str) -> Non
     result = dg.materialize([stored_trades], resources={"ticks": resource})
     metadata = result.asset_materializations_for_node("stored_trades")[0].metadata
     assert (metadata["written"].value, metadata["read"].value) == (1, 1)
+
+
+def test_parquet_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
+    """Two processes and two threads write interleaved ticks of the same day at once."""
+    import subprocess
+    import sys
+    import threading
+
+    day = to_ns("2018-01-10T00:00:00Z")
+    script = (
+        "import sys, pandas as pd\n"
+        "from orchestration.resources.ticks import ParquetTickStore\n"
+        "root, first, day = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])\n"
+        "store = ParquetTickStore(root)\n"
+        "for i in range(first, 200, 4):\n"
+        "    store.write(pd.DataFrame([{'venue': 'v', 'symbol': 'S', 'kind': 'trade',\n"
+        "        'ts': day + i, 'price': 1.0, 'size': 1.0, 'trade_id': str(i)}]))\n"
+    )
+    repo = Path(__file__).resolve().parents[3]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(tmp_path), str(k), str(day)], cwd=repo)
+        for k in (0, 1)
+    ]
+    store = ParquetTickStore(tmp_path)
+
+    def write_from(first: int) -> None:
+        for i in range(first, 200, 4):
+            store.write(_one_trade(venue="v", symbol="S", ts=day + i, trade_id=str(i), side=None))
+
+    threads = [threading.Thread(target=write_from, args=(k,)) for k in (2, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [p.wait(120) for p in procs] == [0, 0]
+    got = store.read("v", "S", day, day + 200)
+    assert got["trade_id"].astype(int).tolist() == list(range(200))
