@@ -1,0 +1,191 @@
+"""The trading job's assets: one trading session per daily partition.
+
+Fresh features and regimes are loaded into the committee of agents; every proposal goes through
+the risk gate and the execution stage to the paper broker. Decisions, orders, fills, end-of-day
+positions and PnL land in PostgreSQL together, in one transaction, so a failed session writes
+nothing and a re-run replaces the day. The portfolio a day starts with is rebuilt from the fills
+of all earlier days, so sessions resume where the previous day ended.
+"""
+
+from collections.abc import Iterator
+from datetime import datetime
+
+import dagster as dg
+import pandas as pd
+import sqlalchemy as sa
+
+from assets.signals.features import features
+from assets.signals.regime import regime
+from orchestration.io_managers.postgres_window import replace_window_in
+from orchestration.partitions import daily_partitions
+from orchestration.resources.committee import CommitteeConfigResource
+from orchestration.resources.postgres import PostgresStoreResource
+from trading.config import build_session
+from trading.domain import Fill, MarketSnapshot
+from trading.portfolio import Portfolio
+from trading.risk import check_limits
+from trading.snapshots import build_snapshots
+
+TRADING_GROUP = "trading"
+_CANDLES = sa.text(
+    "SELECT symbol, open_time, open, high, low, close, volume FROM analytics.stg_binance_ohlcv "
+    "WHERE open_time >= :start AND open_time < :end"
+)
+_FEATURES = sa.text("SELECT * FROM signals.features WHERE ts >= :start AND ts < :end")
+_REGIMES = sa.text(
+    "SELECT symbol, ts, regime FROM signals.regimes WHERE ts >= :start AND ts < :end"
+)
+FILL_COLUMNS = [
+    "fill_id", "client_order_id", "partition_date", "ts", "symbol",
+    "side", "quantity", "price", "fee", "liquidity",
+]  # fmt: skip
+_LAST_CLOSES = sa.text(
+    "SELECT DISTINCT ON (symbol) symbol, close FROM analytics.stg_binance_ohlcv "
+    "WHERE open_time < :start ORDER BY symbol, open_time DESC"
+)
+_FILLS_BEFORE = sa.text(
+    "SELECT fill_id, client_order_id, symbol, ts, side, quantity, price, fee, liquidity "
+    "FROM trading.fills WHERE ts < :start ORDER BY ts, fill_id"
+)
+
+
+def _spec(name: str, description: str, deps: list) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=["trading", name],
+        description=description,
+        group_name=TRADING_GROUP,
+        kinds={"python", "postgres"},
+        deps=deps,
+        partitions_def=daily_partitions,
+        metadata={"table": f"trading.{name}"},
+    )
+
+
+TRADING_SPECS = [
+    _spec("decisions", "Every committee decision per pair and bar, with each agent's vote.",
+          [features, regime]),
+    _spec("orders", "Orders that passed the risk gate and went to the broker.",
+          [dg.AssetKey(["trading", "decisions"])]),
+    _spec("fills", "Executions reported by the broker, with fees.",
+          [dg.AssetKey(["trading", "orders"])]),
+    _spec("positions", "End-of-day positions per pair, marked to the last close.",
+          [dg.AssetKey(["trading", "fills"])]),
+    _spec("pnl", "End-of-day cash, equity, PnL, exposure and risk state.",
+          [dg.AssetKey(["trading", "positions"])]),
+]  # fmt: skip
+
+
+def load_snapshots(conn: sa.Connection, start: datetime, end: datetime) -> list[MarketSnapshot]:
+    """Market snapshots for ``[start, end)``: bar, features and regime per pair and timestamp.
+
+    Only bars that have features are traded: a day blocked by the quality gate has none.
+    """
+    window = {"start": start, "end": end}
+    features = pd.read_sql(_FEATURES, conn, params=window)
+    if features.empty:
+        return []
+    candles = pd.read_sql(_CANDLES, conn, params=window)
+    regimes = pd.read_sql(_REGIMES, conn, params=window)
+    featured = candles.merge(
+        features[["symbol", "ts"]].rename(columns={"ts": "open_time"}), on=["symbol", "open_time"]
+    )
+    return build_snapshots(featured, features, regimes)
+
+
+def load_fills_before(conn: sa.Connection, start: datetime) -> list[Fill]:
+    rows = conn.execute(_FILLS_BEFORE, {"start": start}).mappings().all()
+    return [Fill(**{**row, "ts": pd.Timestamp(row["ts"]).to_pydatetime()}) for row in rows]
+
+
+@dg.multi_asset(
+    specs=TRADING_SPECS,
+    partitions_def=daily_partitions,
+    pool="trading",
+    can_subset=False,
+)
+def trading_session(
+    context: dg.AssetExecutionContext,
+    postgres: PostgresStoreResource,
+    committee: CommitteeConfigResource,
+) -> Iterator[dg.MaterializeResult]:
+    """Runs the committee -> risk gate -> execution -> paper broker path over the day's bars."""
+    window = context.partition_time_window
+    day = window.start.date()
+    config = committee.load()
+    engine = postgres.get_engine()
+    with engine.connect() as conn:
+        snapshots = load_snapshots(conn, window.start, window.end)
+        history = load_fills_before(conn, window.start)
+        last_closes = dict(conn.execute(_LAST_CLOSES, {"start": window.start}).tuples().all())
+    if not snapshots:
+        raise dg.Failure(
+            description=f"no features and regimes for {day}: nothing to decide on",
+            allow_retries=False,
+        )
+    portfolio = Portfolio.from_fills(config.initial_cash, history, quote=config.quote)
+    # Mark the carried-over positions at the previous close, so the day's loss limit starts
+    # from the true opening equity.
+    portfolio.mark(last_closes)
+    session = build_session(config, portfolio=portfolio)
+    session.prices.update(last_closes)
+    result = session.run(snapshots)
+    violations = check_limits(session.portfolio, session.prices, config.risk)
+    if violations:
+        raise dg.Failure(
+            description=f"risk limits broken at the end of {day}: {violations}",
+            allow_retries=False,
+        )
+    tables = {
+        "decisions": pd.DataFrame(result.decision_rows()),
+        "orders": pd.DataFrame(result.order_rows()),
+        "fills": pd.DataFrame(result.fill_rows(), columns=FILL_COLUMNS),
+        "positions": pd.DataFrame(result.daily_positions),
+        "pnl": pd.DataFrame(result.daily_pnl),
+    }
+
+    with engine.begin() as conn:
+        kw = {"start": window.start, "end": window.end}
+        replace_window_in(
+            conn, "trading.fills", tables["fills"].iloc[0:0], partition_expr="ts", **kw
+        )
+        written = {
+            "decisions": replace_window_in(
+                conn, "trading.decisions", tables["decisions"], partition_expr="ts", **kw
+            ),
+            "orders": replace_window_in(
+                conn, "trading.orders", tables["orders"], partition_expr="ts", **kw
+            ),
+            "fills": replace_window_in(
+                conn, "trading.fills", tables["fills"], partition_expr="ts", **kw
+            ),
+            "positions": replace_window_in(
+                conn,
+                "trading.positions",
+                tables["positions"],
+                partition_expr="partition_date",
+                **kw,
+            ),
+            "pnl": replace_window_in(
+                conn, "trading.pnl", tables["pnl"], partition_expr="partition_date", **kw
+            ),
+        }
+    pnl = tables["pnl"].iloc[0].to_dict() if not tables["pnl"].empty else {}
+    outcomes = tables["decisions"]["outcome"].value_counts().to_dict()
+    summary = {
+        "decisions": {"outcomes": {str(k): int(v) for k, v in outcomes.items()}},
+        "orders": {"rejected_by_risk": int(outcomes.get("rejected", 0))},
+        "fills": {"fees": float(tables["fills"]["fee"].sum()) if written["fills"] else 0.0},
+        "positions": {
+            "open_positions": int((tables["positions"].get("quantity", pd.Series()) != 0).sum())
+        },
+        "pnl": {
+            "equity": float(pnl.get("equity", 0.0)),
+            "risk_state": str(pnl.get("risk_state", "")),
+            "risk_violations": len(violations),
+        },
+    }
+    for name, count in written.items():
+        yield dg.MaterializeResult(
+            asset_key=["trading", name],
+            metadata={"dagster/row_count": count, **summary[name]},
+        )

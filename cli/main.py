@@ -1,0 +1,99 @@
+"""The ``coinswarm`` command: run the demo pipeline, open the UI's stores, stop them.
+
+A thin entry point over the packages: it sets up the local Dagster instance, launches the same
+jobs and sensor the UI and daemon use, and prints what happened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from datetime import date, timedelta
+from pathlib import Path
+
+from orchestration.deployment import coinswarm_home
+from orchestration.partitions import DEMO_WINDOW
+
+DAGSTER_YAML = """\
+# Local Dagster instance for Coinswarm (SQLite storage under this folder).
+telemetry:
+  enabled: false
+concurrency:
+  pools:
+    default_limit: 1
+"""
+
+
+def prepare_dagster_home() -> Path:
+    """Point DAGSTER_HOME at the project's local instance unless the user chose one."""
+    home = Path(os.environ.get("DAGSTER_HOME") or coinswarm_home() / "dagster")
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def partition_keys(first: str, last: str) -> list[str]:
+    start, end = date.fromisoformat(first), date.fromisoformat(last)
+    if end < start:
+        raise SystemExit(f"--to {last} is before --from {first}")
+    return [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    prepare_dagster_home()
+    from cli.demo import run_demo  # imported late: loading the definitions takes a few seconds
+
+    summary = run_demo(
+        partition_keys(args.start, args.end), progress=lambda m: print(f"==> {m}", flush=True)
+    )
+    print(summary.render())
+    return 0 if summary.trades > 0 else 1
+
+
+def cmd_stop(_: argparse.Namespace) -> int:
+    from orchestration.embedded import stop_all
+
+    stop_all(coinswarm_home())
+    print(f"stopped the embedded stores under {coinswarm_home()}")
+    return 0
+
+
+def cmd_dagster_home(_: argparse.Namespace) -> int:
+    print(prepare_dagster_home())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coinswarm", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser(
+        "demo",
+        help="backfill the whole pipeline over the bundled real-data window, then trade it",
+    )
+    demo.add_argument("--from", dest="start", default=DEMO_WINDOW[0], help="first partition")
+    demo.add_argument("--to", dest="end", default=DEMO_WINDOW[1], help="last partition")
+    demo.set_defaults(func=cmd_demo)
+    stop = sub.add_parser("stop", help="stop the embedded PostgreSQL and MongoDB servers")
+    stop.set_defaults(func=cmd_stop)
+    home = sub.add_parser("dagster-home", help="create the local Dagster instance, print its path")
+    home.set_defaults(func=cmd_dagster_home)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.monotonic()
+    code = args.func(args)
+    if args.command == "demo":
+        print(f"wall time: {time.monotonic() - started:.1f} s")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

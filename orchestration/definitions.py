@@ -1,0 +1,55 @@
+"""The one composition root: every asset, check, job, schedule, sensor and resource.
+
+``dagster dev``, the code server, the demo and the tests all load ``defs`` from here. The
+deployment switch picks the resources; nothing else here depends on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+
+from assets.decisions import trading_session
+from assets.ingest.factory import raw_candle_assets, raw_candle_checks, raw_macro_assets
+from assets.signals.features import features
+from assets.signals.regime import regime
+from assets.transform import coinswarm_dbt_models
+from orchestration.deployment import Deployment, current_deployment
+from orchestration.jobs import daily_pipeline_job, ingest_job, trading_job
+from orchestration.resources.by_deployment import resources_for
+from orchestration.schedules import build_schedules
+from orchestration.sensors import build_fresh_signals_sensor
+
+
+def build_definitions(
+    deployment: Deployment, resources: Mapping[str, Any] | None = None
+) -> dg.Definitions:
+    """All definitions for ``deployment``; ``resources`` replaces the deployment's resources
+    (tests bind their own servers this way)."""
+    automate = deployment is Deployment.PROD
+    ingest = dg.Definitions(
+        assets=[*raw_candle_assets, *raw_macro_assets], asset_checks=raw_candle_checks
+    )
+    transform = dg.Definitions(assets=[coinswarm_dbt_models])
+    signals = dg.Definitions(assets=[features, regime])
+    trading = dg.Definitions(
+        assets=[trading_session],
+        jobs=[trading_job],
+        sensors=[build_fresh_signals_sensor(running=automate)],
+    )
+    pipeline = dg.Definitions(
+        jobs=[ingest_job, daily_pipeline_job], schedules=build_schedules(running=automate)
+    )
+    return dg.Definitions.merge(
+        ingest,
+        transform,
+        signals,
+        trading,
+        pipeline,
+        dg.Definitions(resources=dict(resources or resources_for(deployment))),
+    )
+
+
+defs = build_definitions(current_deployment())

@@ -1,0 +1,46 @@
+"""Jobs: what runs together.
+
+The blocking candle checks only gate assets in the same run, so the daily pipeline keeps raw
+candles, their checks, the dbt models and the signals in one run per partition: a bad partition
+stops its own day and nothing else.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.decisions import TRADING_GROUP
+from assets.ingest.factory import INGEST_GROUP
+from assets.signals.features import SIGNALS_GROUP
+from assets.transform import TRANSFORM_GROUP
+from orchestration.partitions import daily_partitions
+
+ingest_job = dg.define_asset_job(
+    name="ingest_job",
+    selection=dg.AssetSelection.groups(INGEST_GROUP),
+    partitions_def=daily_partitions,
+    description=(
+        "Fetch every raw source for the selected partitions and run their quality checks. "
+        "Backfills of raw assets run as a single run over the whole range."
+    ),
+)
+
+daily_pipeline_job = dg.define_asset_job(
+    name="daily_pipeline_job",
+    selection=dg.AssetSelection.groups(INGEST_GROUP, TRANSFORM_GROUP, SIGNALS_GROUP),
+    partitions_def=daily_partitions,
+    description=(
+        "One day end to end up to the signals: raw sources -> blocking quality checks -> dbt "
+        "models -> features and regime. A failing check stops that day's transforms and signals."
+    ),
+)
+
+trading_job = dg.define_asset_job(
+    name="trading_job",
+    selection=dg.AssetSelection.groups(TRADING_GROUP),
+    partitions_def=daily_partitions,
+    description=(
+        "The committee -> risk gate -> execution -> paper broker session for one day. Launched "
+        "by the fresh-signals sensor, once per partition."
+    ),
+)

@@ -1,0 +1,53 @@
+"""The fresh-signals sensor: launches the trading job when a day's features and regime land.
+
+An imperative sensor (not declarative automation) because trading has side effects: it needs one
+run key per partition, so a day is traded once, and an off switch in the UI.
+"""
+
+import dagster as dg
+
+from orchestration.jobs import trading_job
+
+FEATURES_KEY = dg.AssetKey(["signals", "features"])
+REGIME_KEY = dg.AssetKey(["signals", "regime"])
+
+
+def trading_run_key(partition_key: str) -> str:
+    return f"trading-{partition_key}"
+
+
+def build_fresh_signals_sensor(running: bool) -> dg.MultiAssetSensorDefinition:
+    @dg.multi_asset_sensor(
+        name="fresh_signals_sensor",
+        monitored_assets=[FEATURES_KEY, REGIME_KEY],
+        job=trading_job,
+        minimum_interval_seconds=30,
+        default_status=(
+            dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED
+        ),
+        description=(
+            "Requests one trading run per daily partition once both its features and its regime "
+            "have materialised; partitions are requested in time order."
+        ),
+    )
+    def fresh_signals_sensor(
+        context: dg.MultiAssetSensorEvaluationContext,
+    ) -> list[dg.RunRequest] | dg.SkipReason:
+        by_partition = context.latest_materialization_records_by_partition_and_asset()
+        requests = []
+        for partition_key in sorted(by_partition):
+            records = by_partition[partition_key]
+            if FEATURES_KEY in records and REGIME_KEY in records:
+                requests.append(
+                    dg.RunRequest(
+                        run_key=trading_run_key(partition_key), partition_key=partition_key
+                    )
+                )
+                context.advance_cursor(
+                    {FEATURES_KEY: records[FEATURES_KEY], REGIME_KEY: records[REGIME_KEY]}
+                )
+        if not requests:
+            return dg.SkipReason("no partition has both fresh features and a fresh regime")
+        return requests
+
+    return fresh_signals_sensor
