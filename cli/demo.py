@@ -101,7 +101,7 @@ def _run_daily_pipeline(
 
 
 def _run_trading(defs: dg.Definitions, instance: dg.DagsterInstance, summary: DemoSummary) -> None:
-    sensor = defs.get_sensor_def("fresh_signals_sensor")
+    sensor = defs.resolve_sensor_def("fresh_signals_sensor")
     context = dg.build_multi_asset_sensor_context(
         monitored_assets=[FEATURES_KEY, REGIME_KEY], instance=instance, definitions=defs
     )

@@ -97,7 +97,10 @@ def test_bad_candle_blocks_only_its_partition(
     assert summary.traded_partitions == [DAYS[0], DAYS[2]]
     with pg_engine.connect() as conn:
         stored = conn.execute(
-            sa.text("SELECT high < low FROM raw.binance_ohlcv WHERE open_time = :ts"),
+            sa.text(
+                "SELECT high < low FROM raw.binance_ohlcv "
+                "WHERE open_time = :ts AND symbol = 'ETH/BTC'"
+            ),
             {"ts": bad_ts},
         ).scalar_one()
         assert stored, "the bad candle is kept in raw, for the check to report"

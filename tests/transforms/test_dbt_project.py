@@ -58,7 +58,9 @@ def test_models_build_into_the_analytics_schema(manifest: dict) -> None:
     assert fct["materialized"] == "incremental"
     assert fct["incremental_strategy"] == "delete+insert"
     assert fct["unique_key"] == ["symbol", "open_time"]
-    assert models["stg_binance_ohlcv"]["config"]["materialized"] == "view"
+    staging = models["stg_binance_ohlcv"]["config"]
+    assert staging["materialized"] == "incremental"
+    assert staging["unique_key"] == ["symbol", "interval", "open_time"]
 
 
 def test_generic_tests_are_local_macros(manifest: dict) -> None:

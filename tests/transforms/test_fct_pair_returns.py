@@ -96,9 +96,9 @@ def day_of(frame: pd.DataFrame, day: str) -> pd.Series:
 
 
 def run_partition(
-    run_dbt: Callable[..., Any], day: str, command: str = "run", select: str = "fct_pair_returns"
+    run_dbt: Callable[..., Any], day: str, command: str = "run", select: str = "+fct_pair_returns"
 ) -> Any:
-    """What dagster-dbt runs for one daily partition."""
+    """What dagster-dbt runs for one daily partition (staging and the mart)."""
     return run_dbt(command, "--select", select, "--vars", day_vars(day))
 
 
@@ -153,21 +153,31 @@ def test_partition_run_rewrites_only_its_day_and_is_repeatable(
     assert_matches_pandas(again, pandas_returns(pg_engine))
 
 
-def test_first_partition_runs_see_the_history_before_their_window(
+def test_partition_runs_in_order_equal_a_full_computation(
     raw_candles: pd.DataFrame, pg_engine: sa.Engine, run_dbt: Callable[..., Any]
 ) -> None:
-    """Windows reaching back across the partition start equal a full computation."""
+    """Staging is gated per partition, so the mart's lookback reaches the days staged before it;
+    days built in order give exactly what a full computation gives."""
+    assert_all_passed(run_partition(run_dbt, "2018-01-11", "run", select="+fct_pair_returns"))
     assert_all_passed(run_partition(run_dbt, "2018-01-12", "run", select="+fct_pair_returns"))
-    only_day = fct_rows(pg_engine)
-
-    assert len(only_day) == 2 * 288 and day_of(only_day, "2018-01-12").all()
-    assert only_day[["ret_1", "vol_12", "vol_288"]].notna().all().all()
-    assert_matches_pandas(only_day, pandas_returns(pg_engine))
-
-    assert_all_passed(run_partition(run_dbt, "2018-01-13", "run"))
     two_days = fct_rows(pg_engine)
+
     assert len(two_days) == 4 * 288
-    assert_matches_pandas(two_days, pandas_returns(pg_engine))
+    second = two_days[day_of(two_days, "2018-01-12")]
+    assert second[["ret_1", "vol_12", "vol_288"]].notna().all().all()
+    assert_matches_pandas(second, pandas_returns(pg_engine))
+
+
+def test_a_partition_stages_only_its_own_window(
+    raw_candles: pd.DataFrame, pg_engine: sa.Engine, run_dbt: Callable[..., Any]
+) -> None:
+    """Only partitions Dagster ran (after their quality gate passed) reach staging."""
+    assert_all_passed(run_partition(run_dbt, "2018-01-12", "run", select="stg_binance_ohlcv"))
+    with pg_engine.connect() as conn:
+        days = conn.execute(
+            sa.text("select distinct open_time::date::text from analytics.stg_binance_ohlcv")
+        ).scalars()
+        assert list(days) == ["2018-01-12"]
 
 
 def test_rerun_drops_candles_that_vanished_upstream(
