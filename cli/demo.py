@@ -8,15 +8,21 @@ each executed as a trading run.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
 
+from orchestration.deployment import coinswarm_home
 from orchestration.quality import data_docs_index
 from orchestration.sensors import FEATURES_KEY, REGIME_KEY
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+"""Keep Dagster's console quiet (the demo prints one line per run); every event, including a
+blocked partition's check failure, is still in the run's event log in the UI."""
 
 COUNTED_TABLES = (
     "raw.binance_ohlcv", "raw.coinbase_ohlcv", "raw.fred_observations",
@@ -80,7 +86,7 @@ def _run_daily_pipeline(
 ) -> None:
     job = defs.resolve_job_def("daily_pipeline_job")
     result = job.execute_in_process(
-        partition_key=partition, instance=instance, raise_on_error=False
+        partition_key=partition, instance=instance, run_config=QUIET, raise_on_error=False
     )
     for evaluation in result.get_asset_check_evaluations():
         if evaluation.passed:
@@ -100,7 +106,13 @@ def _run_daily_pipeline(
         summary.failed_runs[partition] = f"failed steps: {', '.join(failures) or 'unknown'}"
 
 
-def _run_trading(defs: dg.Definitions, instance: dg.DagsterInstance, summary: DemoSummary) -> None:
+def _run_trading(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    summary: DemoSummary,
+    progress: Callable[[str], None],
+    log_path: Path,
+) -> None:
     sensor = defs.resolve_sensor_def("fresh_signals_sensor")
     context = dg.build_multi_asset_sensor_context(
         monitored_assets=[FEATURES_KEY, REGIME_KEY], instance=instance, definitions=defs
@@ -111,12 +123,15 @@ def _run_trading(defs: dg.Definitions, instance: dg.DagsterInstance, summary: De
     for request in requests:
         if request.partition_key not in summary.partitions:
             continue
-        result = job.execute_in_process(
-            partition_key=request.partition_key,
-            instance=instance,
-            tags={"dagster/run_key": request.run_key or "", "launched_by": "fresh_signals_sensor"},
-            raise_on_error=False,
-        )
+        with _output_to(log_path):
+            result = job.execute_in_process(
+                partition_key=request.partition_key,
+                instance=instance,
+                run_config=QUIET,
+                tags={"dagster/run_key": request.run_key or "", "launched_by": sensor.name},
+                raise_on_error=False,
+            )
+        progress(f"trading {request.partition_key}: {'ok' if result.success else 'FAILED'}")
         if result.success:
             summary.traded_partitions.append(request.partition_key)
         else:
@@ -163,6 +178,14 @@ def _collect(engine: sa.Engine, summary: DemoSummary) -> None:
         summary.final_equity, summary.risk_state = float(last_pnl[0]), str(last_pnl[1])
 
 
+@contextmanager
+def _output_to(log_path: Path) -> Iterator[None]:
+    """Send what runs print (dbt's own progress lines) to the demo log, not the terminal."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("a") as log, redirect_stdout(log):
+        yield
+
+
 def run_demo(
     partitions: list[str],
     defs: dg.Definitions | None = None,
@@ -178,11 +201,20 @@ def run_demo(
         from orchestration.definitions import defs
     instance = instance or dg.DagsterInstance.get()
     summary = DemoSummary(partitions=partitions)
+    log_path = coinswarm_home() / "logs" / "demo.log"
+    progress(f"run output goes to {log_path}; every run is in the Dagster UI (make ui)")
     for partition in partitions:
-        progress(f"daily pipeline {partition}")
-        _run_daily_pipeline(defs, instance, partition, summary)
+        with _output_to(log_path):
+            _run_daily_pipeline(defs, instance, partition, summary)
+        if partition in summary.blocked:
+            outcome = "BLOCKED by its quality check"
+        elif partition in summary.failed_runs:
+            outcome = f"FAILED ({summary.failed_runs[partition]})"
+        else:
+            outcome = "ok"
+        progress(f"daily pipeline {partition}: {outcome}")
     progress("fresh-signals sensor -> trading runs")
-    _run_trading(defs, instance, summary)
+    _run_trading(defs, instance, summary, progress, log_path)
     committee = defs.resources["committee"].load()
     summary.initial_equity, summary.quote = committee.initial_cash, committee.quote
     _collect(defs.resources["postgres"].get_engine(), summary)

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
@@ -45,8 +46,17 @@ def partition_keys(first: str, last: str) -> list[str]:
     return [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
 
 
+def _quiet_dagster_api_notices() -> None:
+    """Dagster flags beta/preview/superseded APIs on import; the demo's user cannot act on it."""
+    import dagster as dg
+
+    for category in (dg.BetaWarning, dg.PreviewWarning, dg.SupersessionWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     prepare_dagster_home()
+    _quiet_dagster_api_notices()
     from cli.demo import run_demo  # imported late: loading the definitions takes a few seconds
 
     summary = run_demo(
