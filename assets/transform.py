@@ -37,16 +37,6 @@ def dbt_resource() -> DbtCliResource:
     return DbtCliResource(project_dir=dbt_project, dbt_executable=_dbt_executable())
 
 
-# dbt renders the profile even to parse; parsing never connects, so placeholders suffice.
-_PARSE_ENV = {
-    "DBT_PG_HOST": "localhost",
-    "DBT_PG_PORT": "5432",
-    "DBT_PG_USER": "coinswarm",
-    "DBT_PG_PASSWORD": "",
-    "DBT_PG_DBNAME": "coinswarm",
-}
-
-
 @contextmanager
 def _env(values: Mapping[str, str]) -> Iterator[None]:
     saved = {k: os.environ.get(k) for k in values}
@@ -77,10 +67,8 @@ def ensure_dbt_manifest() -> None:
     A fresh clone has no manifest, and the asset graph is built from it; ``dagster dev`` would
     prepare it, but the demo, the tests and the code server must not depend on that.
     """
-    if _manifest_is_stale():
-        fallback = {k: v for k, v in _PARSE_ENV.items() if k not in os.environ}
-        with _env(fallback):
-            dbt_resource().cli(["parse", "--quiet"], target_path=dbt_project.target_path).wait()
+    if _manifest_is_stale():  # parsing never connects; profiles.yml has offline defaults
+        dbt_resource().cli(["parse", "--quiet"], target_path=dbt_project.target_path).wait()
 
 
 ensure_dbt_manifest()
