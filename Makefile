@@ -17,7 +17,8 @@ TEST_DEBS := influxdb
 setup: $(VENV)/.synced
 
 $(VENV)/.synced: pyproject.toml uv.lock
-	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv>=0.5"
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check \
+	  --user --break-system-packages "uv>=0.5"
 	$(UV) sync --frozen --python $(PYTHON)
 	@touch $@
 
@@ -32,7 +33,9 @@ system-deps:
 	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  SUDO=""; if [ "$$(id -u)" != 0 ]; then \
+	    command -v sudo >/dev/null || { echo "need root or sudo to install:$$missing" >&2; exit 1; }; \
+	    SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 

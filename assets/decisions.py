@@ -14,8 +14,10 @@ import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
+from assets.ingest.registry import TRADED_FEED
 from assets.signals.features import features
 from assets.signals.regime import regime
+from orchestration.groups import TRADING_GROUP
 from orchestration.io_managers.postgres_window import replace_window_in
 from orchestration.partitions import daily_partitions
 from orchestration.resources.committee import CommitteeConfigResource
@@ -26,10 +28,9 @@ from trading.portfolio import Portfolio
 from trading.risk import check_limits
 from trading.snapshots import build_snapshots
 
-TRADING_GROUP = "trading"
 _CANDLES = sa.text(
     "SELECT symbol, open_time, open, high, low, close, volume FROM analytics.stg_binance_ohlcv "
-    "WHERE open_time >= :start AND open_time < :end"
+    'WHERE "interval" = :interval AND open_time >= :start AND open_time < :end'
 )
 _FEATURES = sa.text("SELECT * FROM signals.features WHERE ts >= :start AND ts < :end")
 _REGIMES = sa.text(
@@ -41,7 +42,19 @@ FILL_COLUMNS = [
 ]  # fmt: skip
 _LAST_CLOSES = sa.text(
     "SELECT DISTINCT ON (symbol) symbol, close FROM analytics.stg_binance_ohlcv "
-    "WHERE open_time < :start ORDER BY symbol, open_time DESC"
+    'WHERE "interval" = :interval AND open_time < :start ORDER BY symbol, open_time DESC'
+)
+_UNTRADED_EARLIER_DAY = sa.text(
+    """
+    SELECT min(f.ts)::date FROM signals.features f
+    WHERE f.ts < :start
+      AND f.ts >= coalesce(
+            (SELECT max(partition_date) + 1 FROM trading.pnl WHERE partition_date < :day),
+            '-infinity'::timestamptz)
+    """
+)
+_LATER_TRADED_DAYS = sa.text(
+    "SELECT partition_date FROM trading.pnl WHERE partition_date > :day ORDER BY 1"
 )
 _FILLS_BEFORE = sa.text(
     "SELECT fill_id, client_order_id, symbol, ts, side, quantity, price, fee, liquidity "
@@ -63,7 +76,7 @@ def _spec(name: str, description: str, deps: list) -> dg.AssetSpec:
 
 TRADING_SPECS = [
     _spec("decisions", "Every committee decision per pair and bar, with each agent's vote.",
-          [features, regime]),
+          [features, regime, dg.AssetKey(["analytics", "stg_binance_ohlcv"])]),
     _spec("orders", "Orders that passed the risk gate and went to the broker.",
           [dg.AssetKey(["trading", "decisions"])]),
     _spec("fills", "Executions reported by the broker, with fees.",
@@ -80,7 +93,7 @@ def load_snapshots(conn: sa.Connection, start: datetime, end: datetime) -> list[
 
     Only bars that have features are traded: a day blocked by the quality gate has none.
     """
-    window = {"start": start, "end": end}
+    window = {"start": start, "end": end, "interval": TRADED_FEED.interval}
     features = pd.read_sql(_FEATURES, conn, params=window)
     if features.empty:
         return []
@@ -114,9 +127,32 @@ def trading_session(
     config = committee.load()
     engine = postgres.get_engine()
     with engine.connect() as conn:
+        untraded = conn.execute(
+            _UNTRADED_EARLIER_DAY, {"start": window.start, "day": day}
+        ).scalar_one()
+        if untraded is not None:
+            raise dg.Failure(
+                description=(
+                    f"{untraded} has signals but has not been traded: trade days in order, "
+                    f"since {day} starts from the book the days before it leave"
+                ),
+                allow_retries=False,
+            )
+        later_days = [str(d) for d in conn.execute(_LATER_TRADED_DAYS, {"day": day}).scalars()]
         snapshots = load_snapshots(conn, window.start, window.end)
         history = load_fills_before(conn, window.start)
-        last_closes = dict(conn.execute(_LAST_CLOSES, {"start": window.start}).tuples().all())
+        last_closes = dict(
+            conn.execute(_LAST_CLOSES, {"start": window.start, "interval": TRADED_FEED.interval})
+            .tuples()
+            .all()
+        )
+    if later_days:
+        context.log.warning(
+            "re-trading %s while later days %s are already traded: they were decided from this "
+            "day's previous book; re-run them in order to bring them up to date",
+            day,
+            later_days,
+        )
     if not snapshots:
         raise dg.Failure(
             description=f"no features and regimes for {day}: nothing to decide on",
@@ -145,9 +181,7 @@ def trading_session(
 
     with engine.begin() as conn:
         kw = {"start": window.start, "end": window.end}
-        replace_window_in(
-            conn, "trading.fills", tables["fills"].iloc[0:0], partition_expr="ts", **kw
-        )
+        # Orders first: deleting the day's orders cascades to their fills (FK on delete cascade).
         written = {
             "decisions": replace_window_in(
                 conn, "trading.decisions", tables["decisions"], partition_expr="ts", **kw
@@ -182,6 +216,7 @@ def trading_session(
             "equity": float(pnl.get("equity", 0.0)),
             "risk_state": str(pnl.get("risk_state", "")),
             "risk_violations": len(violations),
+            "later_days_to_retrade": later_days,
         },
     }
     for name, count in written.items():

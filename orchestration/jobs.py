@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.decisions import TRADING_GROUP
-from assets.ingest.factory import INGEST_GROUP
-from assets.signals.features import SIGNALS_GROUP
-from assets.transform import TRANSFORM_GROUP
+from orchestration.groups import INGEST_GROUP, SIGNALS_GROUP, TRADING_GROUP, TRANSFORM_GROUP
 from orchestration.partitions import daily_partitions
 
 ingest_job = dg.define_asset_job(

@@ -12,13 +12,13 @@ import dagster as dg
 import pandas as pd
 
 from assets.ingest.registry import CANDLE_FEEDS, MACRO_FEEDS, CandleFeed, MacroFeed
+from orchestration.groups import INGEST_GROUP
 from orchestration.io_managers.postgres_window import read_window
 from orchestration.partitions import daily_partitions
 from orchestration.quality import validate_candles
 from orchestration.resources.http import RateLimitedError, SourceError, UpstreamError
 from orchestration.resources.postgres import PostgresStoreResource
 
-INGEST_GROUP = "ingest"
 CANDLE_CHECK_NAME = "candles_valid"
 
 CANDLE_COLUMNS = dg.TableSchema(
@@ -37,7 +37,7 @@ CANDLE_COLUMNS = dg.TableSchema(
 _RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 
 
-def _source_failure(venue: str, error: SourceError) -> dg.Failure:
+def _source_failure(source: str, subject: str, error: SourceError) -> dg.Failure:
     """A source error as a Dagster failure.
 
     The client has already retried transient faults with backoff; the step retries once more
@@ -48,8 +48,8 @@ def _source_failure(venue: str, error: SourceError) -> dg.Failure:
         isinstance(error, UpstreamError) and (status is None or status >= 500)
     )
     return dg.Failure(
-        description=f"{venue}: {error}",
-        metadata={"error_type": type(error).__name__},
+        description=f"{source} {subject}: {error}",
+        metadata={"error_type": type(error).__name__, "subject": subject, "http_status": status},
         allow_retries=transient,
     )
 
@@ -95,7 +95,7 @@ def build_candle_asset(feed: CandleFeed) -> dg.AssetsDefinition:
                 )
                 frame = feed.source.parse(payload, symbol, feed.interval)
             except SourceError as error:
-                raise _source_failure(feed.venue, error) from error
+                raise _source_failure(feed.venue, symbol, error) from error
             if frame.empty:
                 raise dg.Failure(
                     description=(
@@ -200,7 +200,7 @@ def build_macro_asset(feed: MacroFeed) -> dg.AssetsDefinition:
                 raw = feed.source.fetch(client, series_id, first_day, last_day)
                 frames.append(feed.source.parse(raw, series_id))
             except SourceError as error:
-                raise _source_failure(feed.provider, error) from error
+                raise _source_failure(feed.provider, series_id, error) from error
         observations = pd.concat(frames, ignore_index=True)
         counts = observations.groupby("series_id").size()
         return dg.Output(

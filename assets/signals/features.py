@@ -6,11 +6,12 @@ import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
+from assets.ingest.registry import TRADED_FEED
+from orchestration.groups import SIGNALS_GROUP
 from orchestration.partitions import daily_partitions
 from orchestration.resources.postgres import PostgresStoreResource
 from trading.features import compute_features
 
-SIGNALS_GROUP = "signals"
 FEATURE_COLUMNS = [
     "symbol", "ts", "close", "ret_1", "vol_12", "vol_288",
     "sma_fast", "sma_slow", "zscore_48", "rsi_14", "momentum_12",
@@ -25,7 +26,7 @@ _CANDLES_WITH_RETURNS = sa.text(
            m.ret_1 AS dbt_ret_1, m.vol_12 AS dbt_vol_12, m.vol_288 AS dbt_vol_288
     FROM analytics.stg_binance_ohlcv s
     LEFT JOIN analytics.fct_pair_returns m USING (symbol, open_time)
-    WHERE s.open_time >= :start AND s.open_time < :end
+    WHERE s."interval" = :interval AND s.open_time >= :start AND s.open_time < :end
     ORDER BY s.symbol, s.open_time
     """
 )
@@ -53,7 +54,11 @@ def features(
         candles = pd.read_sql(
             _CANDLES_WITH_RETURNS,
             conn,
-            params={"start": window.start - LOOKBACK, "end": window.end},
+            params={
+                "start": window.start - LOOKBACK,
+                "end": window.end,
+                "interval": TRADED_FEED.interval,
+            },
         )
     if candles.empty:
         raise dg.Failure(

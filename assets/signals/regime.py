@@ -1,11 +1,10 @@
 """The market regime per pair and bar: trending up or down, ranging, or volatile."""
 
-from datetime import timedelta
-
 import dagster as dg
 import pandas as pd
 
-from assets.signals.features import SIGNALS_GROUP, features
+from assets.signals.features import features
+from orchestration.groups import SIGNALS_GROUP
 from orchestration.io_managers.postgres_window import read_window
 from orchestration.partitions import daily_partitions
 from orchestration.resources.postgres import PostgresStoreResource
@@ -30,20 +29,12 @@ def regime(
     """Classifies each bar with trading.regime's explainable rule (volatility ratio and trend
     strength); the planner and the committee read it to weigh agents."""
     window = context.partition_time_window
-    rows = read_window(
-        postgres.get_engine(),
-        "signals.features",
-        "ts",
-        window.start - timedelta(days=1),
-        window.end,
-        order_by="symbol, ts",
-    )
+    engine = postgres.get_engine()
+    rows = read_window(engine, "signals.features", "ts", window.start, window.end)
     if rows.empty:
         raise dg.Failure(description=f"no features for {window.start.date()}", allow_retries=False)
     rows["ts"] = pd.to_datetime(rows["ts"], utc=True)
-    classified = classify_regimes(rows)
-    in_window = classified[(classified["ts"] >= window.start) & (classified["ts"] < window.end)]
-    result = in_window[REGIME_COLUMNS].reset_index(drop=True)
+    result = classify_regimes(rows)[REGIME_COLUMNS].reset_index(drop=True)
     counts = result.groupby(["symbol", "regime"]).size()
     return dg.Output(
         result,

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import dagster as dg
@@ -22,6 +23,7 @@ import sqlalchemy as sa
 
 from orchestration.resources.postgres import PostgresStoreResource
 
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
 _TABLE_KEY = "table"
 _PARTITION_EXPR_KEY = "partition_expr"
 
@@ -82,6 +84,13 @@ def _table_and_expr(
     return str(table), str(expr)
 
 
+def _identifier(name: str, what: str) -> str:
+    """Table and column names are spliced into SQL, so only plain identifiers are accepted."""
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"{what} {name!r} is not a plain [schema.]identifier")
+    return name
+
+
 def _window(context: dg.OutputContext) -> tuple[datetime | None, datetime | None]:
     if not context.has_asset_partitions:
         return None, None
@@ -120,9 +129,17 @@ def replace_window_in(
 ) -> int:
     """The body of :func:`replace_window` on an open transaction, so that several tables can be
     replaced atomically together (the trading job writes five)."""
+    _identifier(table, "table")
+    _identifier(partition_expr, "partition column")
+    for column in frame.columns:
+        _identifier(str(column), "column")
+    if start is not None and end is not None and _is_date_column(frame, partition_expr):
+        # Compare a date column with dates, not with timestamps a session zone would shift.
+        start, end = start.date(), end.date()  # type: ignore[assignment]
     if start is not None and end is not None and not frame.empty:
         times = pd.to_datetime(frame[partition_expr], utc=True)
-        outside = frame[(times < pd.Timestamp(start)) | (times >= pd.Timestamp(end))]
+        lower, upper = _utc(start), _utc(end)
+        outside = frame[times.isna() | (times < lower) | (times >= upper)]
         if not outside.empty:
             raise ValueError(
                 f"{len(outside)} rows for {table} fall outside the partition window "
@@ -147,6 +164,18 @@ def replace_window_in(
         for row in _rows(frame, columns):
             copy.write_row(row)
     return len(frame)
+
+
+def _utc(moment: date | datetime) -> pd.Timestamp:
+    stamp = pd.Timestamp(moment)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _is_date_column(frame: pd.DataFrame, column: str) -> bool:
+    values = frame[column].dropna() if column in frame.columns else pd.Series(dtype=object)
+    return not values.empty and all(
+        isinstance(v, date) and not isinstance(v, datetime) for v in values.head(5)
+    )
 
 
 def _rows(frame: pd.DataFrame, columns: Sequence[str]) -> Iterable[tuple[Any, ...]]:
@@ -181,11 +210,14 @@ def read_window(
     order_by: str | None = None,
 ) -> pd.DataFrame:
     """Read ``[start, end)`` of ``table`` (all rows when no window)."""
-    sql = f"SELECT * FROM {table}"
+    sql = f"SELECT * FROM {_identifier(table, 'table')}"
     params: dict[str, Any] = {}
     if start is not None and end is not None:
-        sql += f" WHERE {partition_expr} >= :start AND {partition_expr} < :end"
+        column = _identifier(partition_expr, "partition column")
+        sql += f" WHERE {column} >= :start AND {column} < :end"
         params = {"start": start, "end": end}
-    sql += f" ORDER BY {order_by or partition_expr}"
+    columns = (order_by or partition_expr).split(",")
+    ordering = [_identifier(c.strip(), "order column") for c in columns]
+    sql += f" ORDER BY {', '.join(ordering)}"
     with engine.connect() as conn:
         return pd.read_sql(sa.text(sql), conn, params=params)

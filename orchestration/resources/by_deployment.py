@@ -12,10 +12,10 @@ from typing import Any
 
 import dagster as dg
 
-from assets.transform import dbt_resource
 from orchestration.deployment import Deployment, coinswarm_home
 from orchestration.io_managers.postgres_window import PostgresWindowIOManager
 from orchestration.resources.committee import CommitteeConfigResource
+from orchestration.resources.dbt import dbt_resource
 from orchestration.resources.fred import FredLiveClient, FredReplayClient
 from orchestration.resources.http import HttpJsonClient
 from orchestration.resources.mongo import EmbeddedMongoResource, MongoResource

@@ -67,7 +67,9 @@ class FredLiveClient(dg.ConfigurableResource):
     """Live FRED client: ``get_series`` returns exactly what ``fredapi.Fred.get_series`` does."""
 
     api_key: str = Field(
-        default="", description="FRED API key; pass dg.EnvVar('FRED_API_KEY'), never a literal."
+        default="",
+        repr=False,
+        description="FRED API key; pass dg.EnvVar('FRED_API_KEY'), never a literal.",
     )
     base_url: str = Field(default=Fred.root_url, description="FRED API root (fredapi root_url).")
     timeout_s: float = Field(default=10.0, description="Per-request timeout in seconds.")

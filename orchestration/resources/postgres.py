@@ -57,7 +57,11 @@ def engine_for_url(url: str | sa.URL) -> sa.Engine:
     with _lock:
         engine = _engines.get(key)
         if engine is None:
-            engine = sa.create_engine(parsed, pool_pre_ping=True)
+            # Pin the session to UTC: dates compared with partition timestamps (and ::date casts)
+            # must not depend on the server's or the client's time zone.
+            engine = sa.create_engine(
+                parsed, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC"}
+            )
             _engines[key] = engine
         return engine
 

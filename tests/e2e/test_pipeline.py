@@ -115,10 +115,36 @@ def test_bad_candle_blocks_only_its_partition(
                 {"day": DAYS[1]},
             ).scalar_one()
             assert rows == 0, f"{table} has {rows} rows for the blocked day"
-    check = instance.get_latest_asset_check_evaluation_record(
-        dg.AssetCheckKey(dg.AssetKey(["raw", "binance", "ohlcv"]), "candles_valid")
+    blocked_run = instance.get_runs(
+        dg.RunsFilter(job_name="daily_pipeline_job", tags={"dagster/partition": DAYS[1]})
+    )[0]
+    evaluations = [
+        event.asset_check_evaluation
+        for event in instance.all_logs(
+            blocked_run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        )
+        if event.asset_check_evaluation.asset_key == dg.AssetKey(["raw", "binance", "ohlcv"])
+    ]
+    assert [e.passed for e in evaluations] == [False]
+    assert "high >= low" in str(evaluations[0].metadata)
+
+
+def test_days_are_traded_in_order(make_defs, instance) -> None:
+    defs = make_defs()
+    pipeline = defs.resolve_job_def("daily_pipeline_job")
+    for day in DAYS[:2]:
+        assert pipeline.execute_in_process(partition_key=day, instance=instance).success
+    trading = defs.resolve_job_def("trading_job")
+
+    out_of_order = trading.execute_in_process(
+        partition_key=DAYS[1], instance=instance, raise_on_error=False
     )
-    assert check is not None
+
+    assert not out_of_order.success
+    failure = out_of_order.get_step_failure_events()[0].step_failure_data.error
+    assert f"{DAYS[0]} has signals but has not been traded" in failure.message
+    assert trading.execute_in_process(partition_key=DAYS[0], instance=instance).success
+    assert trading.execute_in_process(partition_key=DAYS[1], instance=instance).success
 
 
 def test_materialising_a_partition_twice_changes_no_row_count(

@@ -321,13 +321,6 @@ def test_malformed_payload_fails_at_once_without_step_retries(
     pd.testing.assert_frame_equal(_stored_candles(pg_engine), before, check_exact=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "assets/ingest/factory.py: _source_failure(feed.venue, error) drops the symbol, so a "
-        "failed partition says 'binance GET /api/v3/klines: ...' without naming the pair"
-    ),
-)
 def test_source_failure_names_the_failing_symbol(
     binance_server: BinanceServer, postgres_resource, instance
 ) -> None:

@@ -1,0 +1,151 @@
+"""The composition root: loadable in both deployments, and what the UI shows is complete."""
+
+import dagster as dg
+import pytest
+
+from orchestration.definitions import build_definitions
+from orchestration.deployment import Deployment, current_deployment
+from orchestration.sensors import FEATURES_KEY, REGIME_KEY, trading_run_key
+
+PROD_ENV = {
+    "COINSWARM_POSTGRES_URL": "postgresql+psycopg://u:pw@db.example:5432/coinswarm",
+    "COINSWARM_MONGO_URL": "mongodb://mongo.example:27017",
+    "COINSWARM_INFLUX_URL": "http://influx.example:8086",
+    "COINSWARM_INFLUX_TOKEN": "influx-token-not-real",
+    "COINSWARM_INFLUX_ORG": "coinswarm",
+    "COINSWARM_INFLUX_BUCKET": "ticks",
+    "FRED_API_KEY": "fred-key-not-real",
+}
+
+
+@pytest.fixture(scope="module")
+def local_defs() -> dg.Definitions:
+    return build_definitions(Deployment.LOCAL)
+
+
+def test_local_definitions_load(local_defs: dg.Definitions) -> None:
+    dg.Definitions.validate_loadable(local_defs)
+
+
+def test_prod_definitions_load_with_secrets_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in PROD_ENV.items():
+        monkeypatch.setenv(name, value)
+    defs = build_definitions(Deployment.PROD)
+    dg.Definitions.validate_loadable(defs)
+    postgres = defs.resources["postgres"]
+    # EnvVar is resolved at run time: the secret is not a plain string in the definitions.
+    assert isinstance(postgres.url, dg.EnvVar)
+    assert isinstance(defs.resources["fred_client"].api_key, dg.EnvVar)
+
+
+def test_the_deployment_switch_names_a_bad_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COINSWARM_DEPLOYMENT", "staging")
+    with pytest.raises(ValueError, match="COINSWARM_DEPLOYMENT='staging'.*local, prod"):
+        current_deployment()
+
+
+def test_every_asset_has_group_kinds_and_description(local_defs: dg.Definitions) -> None:
+    graph = local_defs.resolve_asset_graph()
+    groups = {}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.description, f"{key.to_user_string()} has no description"
+        assert node.kinds, f"{key.to_user_string()} has no kinds"
+        assert node.partitions_def is not None, f"{key.to_user_string()} is not partitioned"
+        groups.setdefault(node.group_name, set()).add(key.to_user_string())
+    assert set(groups) == {"ingest", "transform", "signals", "trading"}
+    assert {"raw/binance/ohlcv", "raw/coinbase/ohlcv", "raw/fred/observations"} <= groups["ingest"]
+    assert {"analytics/stg_binance_ohlcv", "analytics/fct_pair_returns"} <= groups["transform"]
+    assert groups["signals"] == {"signals/features", "signals/regime"}
+    assert groups["trading"] == {
+        f"trading/{t}" for t in ("decisions", "orders", "fills", "positions", "pnl")
+    }
+
+
+def test_dbt_sources_link_to_the_raw_assets(local_defs: dg.Definitions) -> None:
+    graph = local_defs.resolve_asset_graph()
+    staging = graph.get(dg.AssetKey(["analytics", "stg_binance_ohlcv"]))
+    assert dg.AssetKey(["raw", "binance", "ohlcv"]) in staging.parent_keys
+
+
+def test_raw_candle_checks_are_blocking(local_defs: dg.Definitions) -> None:
+    graph = local_defs.resolve_asset_graph()
+    checks = {
+        key: graph.get_check_spec(key)
+        for key in graph.asset_check_keys
+        if key.name == "candles_valid"
+    }
+    assert {k.asset_key.to_user_string() for k in checks} == {
+        "raw/binance/ohlcv",
+        "raw/coinbase/ohlcv",
+    }
+    assert all(spec.blocking for spec in checks.values())
+
+
+def test_raw_assets_backfill_in_one_run_and_share_a_pool_per_api(
+    local_defs: dg.Definitions,
+) -> None:
+    graph = local_defs.resolve_asset_graph()
+    for venue in ("binance", "coinbase"):
+        node = graph.get(dg.AssetKey(["raw", venue, "ohlcv"]))
+        assert node.backfill_policy == dg.BackfillPolicy.single_run()
+        assert node.pools == {f"{venue}_api"}
+
+
+def test_jobs_schedule_and_sensor_are_listed(local_defs: dg.Definitions) -> None:
+    for name in ("ingest_job", "daily_pipeline_job", "trading_job"):
+        assert local_defs.resolve_job_def(name).partitions_def is not None
+    schedule = local_defs.resolve_schedule_def("daily_pipeline_schedule")
+    assert schedule.job_name == "daily_pipeline_job"
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED  # local: off by default
+    sensor = local_defs.resolve_sensor_def("fresh_signals_sensor")
+    assert sensor.job_name == "trading_job"
+
+
+def test_schedule_and_sensor_run_in_prod(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in PROD_ENV.items():
+        monkeypatch.setenv(name, value)
+    defs = build_definitions(Deployment.PROD)
+    schedule = defs.resolve_schedule_def("daily_pipeline_schedule")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert defs.resolve_sensor_def("fresh_signals_sensor").default_status == (
+        dg.DefaultSensorStatus.RUNNING
+    )
+
+
+def _materialize_signal(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> None:
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=partition))
+
+
+def test_sensor_requests_one_run_per_partition_once_both_signals_land(
+    local_defs: dg.Definitions,
+) -> None:
+    sensor = local_defs.resolve_sensor_def("fresh_signals_sensor")
+    with dg.DagsterInstance.ephemeral() as instance:
+        _materialize_signal(instance, FEATURES_KEY, "2018-01-11")
+        _materialize_signal(instance, REGIME_KEY, "2018-01-11")
+        _materialize_signal(instance, FEATURES_KEY, "2018-01-10")
+        _materialize_signal(instance, REGIME_KEY, "2018-01-10")
+        _materialize_signal(instance, FEATURES_KEY, "2018-01-12")  # regime not yet landed
+
+        context = dg.build_multi_asset_sensor_context(
+            monitored_assets=[FEATURES_KEY, REGIME_KEY], instance=instance, definitions=local_defs
+        )
+        requests = sensor(context)
+
+    assert [r.partition_key for r in requests] == ["2018-01-10", "2018-01-11"]
+    assert [r.run_key for r in requests] == [
+        trading_run_key(p) for p in ("2018-01-10", "2018-01-11")
+    ]
+
+
+def test_sensor_skips_when_nothing_is_fresh(local_defs: dg.Definitions) -> None:
+    sensor = local_defs.resolve_sensor_def("fresh_signals_sensor")
+    with dg.DagsterInstance.ephemeral() as instance:
+        context = dg.build_multi_asset_sensor_context(
+            monitored_assets=[FEATURES_KEY, REGIME_KEY], instance=instance, definitions=local_defs
+        )
+        result = sensor(context)
+    assert isinstance(result, dg.SkipReason)
