@@ -181,3 +181,48 @@ def test_raw_backfill_is_a_single_run_over_the_range(make_defs, instance, pg_eng
             sa.text("SELECT count(DISTINCT open_time::date) FROM raw.binance_ohlcv")
         ).scalar_one()
     assert days == len(DAYS)
+
+
+def test_a_range_backfill_in_one_run_admits_only_the_good_days(
+    make_defs, instance, pg_engine, tmp_path: Path
+) -> None:
+    corrupted = tmp_path / "binance"
+    _corrupt_copy(BinanceReplayClient().directory, corrupted, DAYS[1])
+    defs = make_defs(binance_client=BinanceReplayClient(data_dir=str(corrupted)))
+    pipeline = defs.resolve_job_def("daily_pipeline_job")
+
+    result = pipeline.execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": DAYS[0],
+            "dagster/asset_partition_range_end": DAYS[-1],
+        },
+        raise_on_error=False,
+    )
+
+    assert result.success, "a bad day inside a range warns and lets the good days through"
+    binance_checks = [
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key == dg.AssetKey(["raw", "binance", "ohlcv"])
+    ]
+    assert [(e.passed, e.severity) for e in binance_checks] == [(False, dg.AssetCheckSeverity.WARN)]
+    assert DAYS[1] in (binance_checks[0].description or "")
+    with pg_engine.connect() as conn:
+        verdicts = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT partition_date::text, passed FROM quality.candle_verdicts "
+                    "WHERE asset = 'raw/binance/ohlcv'"
+                )
+            ).all()
+        )
+        assert verdicts == {DAYS[0]: True, DAYS[1]: False, DAYS[2]: True}
+        for table, column in [
+            ("analytics.stg_binance_ohlcv", "open_time"),
+            ("signals.features", "ts"),
+        ]:
+            days = conn.execute(
+                sa.text(f"SELECT DISTINCT ({column} AT TIME ZONE 'UTC')::date::text FROM {table}")
+            ).scalars()
+            assert sorted(days) == [DAYS[0], DAYS[2]], table
