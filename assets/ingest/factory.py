@@ -66,18 +66,26 @@ def _preview(frame: pd.DataFrame, rows: int = 5) -> dg.MetadataValue:
     return dg.MetadataValue.md(frame.head(rows).to_markdown(index=False))
 
 
+def _raw_asset_settings(feed: CandleFeed | MacroFeed) -> dict[str, Any]:
+    """What every raw asset shares: daily partitions written through the window IO manager,
+    single-run backfills, one pool per API, step retries for transient source faults."""
+    return {
+        "key": feed.key,
+        "description": feed.description,
+        "group_name": INGEST_GROUP,
+        "kinds": {"python", "postgres"},
+        "partitions_def": daily_partitions,
+        "backfill_policy": dg.BackfillPolicy.single_run(),
+        "pool": feed.pool,
+        "retry_policy": _RETRY,
+        "io_manager_key": "postgres_window_io_manager",
+        "required_resource_keys": {feed.client_key},
+    }
+
+
 def build_candle_asset(feed: CandleFeed) -> dg.AssetsDefinition:
     @dg.asset(
-        key=feed.key,
-        description=feed.description,
-        group_name=INGEST_GROUP,
-        kinds={"python", "postgres"},
-        partitions_def=daily_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=feed.pool,
-        retry_policy=_RETRY,
-        io_manager_key="postgres_window_io_manager",
-        required_resource_keys={feed.client_key},
+        **_raw_asset_settings(feed),
         metadata={
             "table": feed.table,
             "partition_expr": "open_time",
@@ -230,16 +238,7 @@ def build_candle_check(feed: CandleFeed) -> dg.AssetChecksDefinition:
 
 def build_macro_asset(feed: MacroFeed) -> dg.AssetsDefinition:
     @dg.asset(
-        key=feed.key,
-        description=feed.description,
-        group_name=INGEST_GROUP,
-        kinds={"python", "postgres"},
-        partitions_def=daily_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=feed.pool,
-        retry_policy=_RETRY,
-        io_manager_key="postgres_window_io_manager",
-        required_resource_keys={feed.client_key},
+        **_raw_asset_settings(feed),
         metadata={
             "table": feed.table,
             "partition_expr": "observation_date",
