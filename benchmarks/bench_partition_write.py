@@ -13,6 +13,8 @@ a synthetic tenfold (the real rows repeated with timestamps shifted by 21 days p
 timed run replaces a window that is already present, so every run pays the delete too. It also
 times ``replace_window`` into an emptied window (a first write) against a re-run, and checks
 after every run that the table holds exactly the rows it held before: re-runs never duplicate.
+Figures are medians of 5 timed runs after 1 warm-up; the synthetic case runs once by default, as
+``to_sql`` alone needs about a minute per run there.
 
 Run from the repo root::
 
@@ -58,7 +60,7 @@ WINDOW_START = datetime(2018, 1, 10, tzinfo=UTC)
 WINDOW_END = datetime(2018, 1, 31, tzinfo=UTC)  # the recording ends 2018-01-30T04:50Z
 DAY = datetime(2018, 1, 16, tzinfo=UTC)  # a full day (288 candles for each pair): the crash day
 COPY_SHIFT = WINDOW_END - WINDOW_START  # whole days, so every copy stays day-aligned
-SYNTHETIC_COPIES = 10
+DEFAULT_COPIES = 10
 
 OURS = "replace_window: DELETE + COPY"
 TO_SQL = "to_sql(multi, 1000) after DELETE"
@@ -102,8 +104,7 @@ def load_recorded() -> pd.DataFrame:
                     "open_time": pd.to_datetime(raw["timestamp"], utc=True).astype(
                         "datetime64[ns, UTC]"
                     ),
-                    **{c: raw[c].astype("float64") for c in ("open", "high", "low", "close")},
-                    "volume": raw["volume"].astype("float64"),
+                    **{c: raw[c].astype("float64") for c in COLUMNS[3:]},
                 },
                 columns=COLUMNS,
             )
@@ -124,13 +125,13 @@ def synthetic_multiple(real: pd.DataFrame, copies: int) -> pd.DataFrame:
     return pd.concat(shifted, ignore_index=True)
 
 
-def build_cases(real: pd.DataFrame, everything: pd.DataFrame) -> list[Case]:
+def build_cases(real: pd.DataFrame, everything: pd.DataFrame, copies: int) -> list[Case]:
     def window(frame: pd.DataFrame, start: datetime, end: datetime) -> pd.DataFrame:
         times = frame["open_time"]
         return frame[(times >= start) & (times < end)].reset_index(drop=True)
 
     day_end = DAY + timedelta(days=1)
-    big_end = WINDOW_START + COPY_SHIFT * SYNTHETIC_COPIES
+    big_end = WINDOW_START + COPY_SHIFT * copies
     return [
         Case(f"day {DAY:%Y-%m-%d}", DAY, day_end, window(real, DAY, day_end), False),
         Case(
@@ -140,7 +141,7 @@ def build_cases(real: pd.DataFrame, everything: pd.DataFrame) -> list[Case]:
             window(real, WINDOW_START, WINDOW_END),
             False,
         ),
-        Case(f"{SYNTHETIC_COPIES}x synthetic", WINDOW_START, big_end, everything, True),
+        Case(f"{copies}x synthetic", WINDOW_START, big_end, everything, True),
     ]
 
 
@@ -204,7 +205,7 @@ def count_rows(
     engine: sa.Engine, start: datetime | None = None, end: datetime | None = None
 ) -> int:
     sql = f"SELECT count(*) FROM {TABLE}"
-    params = {}
+    params: dict[str, datetime] = {}
     if start is not None and end is not None:
         sql += " WHERE open_time >= :start AND open_time < :end"
         params = {"start": start, "end": end}
@@ -372,13 +373,21 @@ def main(argv: list[str] | None = None) -> int:
         help="timed runs of the synthetic 230k case, without warm-up (to_sql alone takes ~50 s"
         " per run there; the default keeps the whole script near two minutes on 2 cores)",
     )
+    parser.add_argument(
+        "--copies",
+        type=int,
+        default=DEFAULT_COPIES,
+        help="size of the synthetic case, in copies of the recorded rows (the first is the"
+        " recording itself)",
+    )
     args = parser.parse_args(argv)
-    if args.repeats < 1 or args.warmup < 0 or args.scale_repeats < 1:
-        parser.error("--repeats and --scale-repeats must be >= 1, --warmup >= 0")
+    if min(args.repeats, args.scale_repeats, args.copies) < 1 or args.warmup < 0:
+        parser.error("--repeats, --scale-repeats and --copies must be >= 1, --warmup >= 0")
 
     real = load_recorded()
-    everything = synthetic_multiple(real, SYNTHETIC_COPIES)
-    cases = build_cases(real, everything)
+    everything = synthetic_multiple(real, args.copies)
+    cases = build_cases(real, everything, args.copies)
+    load_before = os.getloadavg()[0]
     began = time.perf_counter()
     with throwaway_postgres() as url:
         engine = engine_for_url(url)
@@ -405,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     meta: dict[str, object] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "cpus": os.cpu_count(),
+        # The machine may be shared: the 1-minute load average says how busy it was.
+        "load_1min_before": round(load_before, 2),
+        "load_1min_after": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
         "postgres": server_version,
         "pandas": version("pandas"),
@@ -415,7 +427,10 @@ def main(argv: list[str] | None = None) -> int:
         "elapsed_s": round(time.perf_counter() - began, 1),
     }
     print(render(measurements, reruns, meta))
-    print(f"\n{meta['elapsed_s']} s with the server up")
+    print(
+        f"\n{meta['elapsed_s']} s with the server up; 1-min load average"
+        f" {meta['load_1min_before']} before, {meta['load_1min_after']} after"
+    )
     if args.out is not None:
         report = {
             "meta": meta,
