@@ -55,6 +55,8 @@ def test_demo_window_trades_within_risk_limits(make_defs, instance, pg_engine) -
         assert list(days) == DAYS
     _assert_no_limit_broken(pg_engine)
     assert "Coinswarm demo summary" in summary.render()
+    assert summary.data_docs is not None and summary.data_docs.is_file()
+    assert "raw_binance_ohlcv" in summary.data_docs.read_text(), "the report lists the runs"
 
 
 def _assert_no_limit_broken(engine: sa.Engine) -> None:
