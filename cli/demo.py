@@ -17,7 +17,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from orchestration.deployment import coinswarm_home
-from orchestration.quality import data_docs_index
+from orchestration.quality import report_summary
 from orchestration.sensors import FEATURES_KEY, REGIME_KEY
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -218,5 +218,5 @@ def run_demo(
     committee = defs.resources["committee"].load()
     summary.initial_equity, summary.quote = committee.initial_cash, committee.quote
     _collect(defs.resources["postgres"].get_engine(), summary)
-    summary.data_docs = data_docs_index()
+    summary.data_docs = report_summary()
     return summary

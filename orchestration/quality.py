@@ -14,7 +14,9 @@ processes and code changes all converge on the same definitions without duplicat
 from __future__ import annotations
 
 import hashlib
+import html
 import json
+import os
 import re
 import threading
 import time
@@ -109,6 +111,63 @@ def data_docs_index(data_docs_dir: Path | None = None) -> Path:
     return (data_docs_dir or coinswarm_home() / "reports" / "data_quality") / "index.html"
 
 
+def report_summary(data_docs_dir: Path | None = None) -> Path:
+    """The offline summary page: every validation with its verdict, linking the GX pages.
+
+    GX's own index fills its table with JavaScript from CDNs, so on a machine without network it
+    lists nothing; this page is plain HTML and works anywhere.
+    """
+    return data_docs_index(data_docs_dir).with_name("summary.html")
+
+
+def write_report_summary(context_root: Path, docs_dir: Path) -> Path:
+    """Rebuild :func:`report_summary` from the stored validation results (latest run per
+    asset and partition)."""
+    store = context_root / "uncommitted" / "validations"
+    latest: dict[str, tuple[str, Path, dict]] = {}
+    for result_file in sorted(store.glob("*/*/*/*.json")):
+        run_name, run_time = result_file.parent.parent.name, result_file.parent.name
+        if run_name in latest and latest[run_name][0] >= run_time:
+            continue
+        latest[run_name] = (run_time, result_file, json.loads(result_file.read_text()))
+    rows = []
+    for run_name, (run_time, result_file, result) in sorted(latest.items()):
+        asset, _, partition = run_name.partition("__")
+        stats = result.get("statistics", {})
+        page = docs_dir / "validations" / result_file.relative_to(store).with_suffix(".html")
+        details = (
+            f'<a href="{html.escape(os.path.relpath(page, docs_dir))}">details</a>'
+            if page.exists()
+            else ""
+        )
+        status = "passed" if result.get("success") else "FAILED"
+        rows.append(
+            f"<tr class='{status.lower()}'><td>{html.escape(asset)}</td>"
+            f"<td>{html.escape(partition)}</td><td>{status}</td>"
+            f"<td>{stats.get('unsuccessful_expectations', '?')} of "
+            f"{stats.get('evaluated_expectations', '?')}</td>"
+            f"<td>{html.escape(run_time)}</td>"
+            f"<td>{details}</td></tr>"
+        )
+    failed = sum("FAILED" in row for row in rows)
+    target = report_summary(docs_dir)
+    target.write_text(
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Coinswarm data quality</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px}tr.failed{background:#fdd}</style>"
+        "</head><body><h1>Coinswarm data quality</h1>"
+        f"<p>{len(rows)} validations (latest per asset and partition), {failed} failed. "
+        "Suite <code>raw_candles</code>: schema, no nulls, low &le; open, close &le; high, "
+        "volume &ge; 0, unique increasing timestamps per pair, no gap beyond the interval. "
+        "<a href='index.html'>Great Expectations Data Docs</a> (needs network for its styling)."
+        "</p><table><tr><th>asset</th><th>partition</th><th>verdict</th>"
+        "<th>failed expectations</th><th>run time</th><th>report</th></tr>"
+        + "".join(rows)
+        + "</table></body></html>"
+    )
+    return target
+
+
 def validate_candles(
     df: pd.DataFrame,
     *,
@@ -142,6 +201,8 @@ def validate_candles(
     elapsed = time.perf_counter() - started
 
     validation_result = next(iter(checkpoint_result.run_results.values()))
+    with _workspaces_lock:
+        write_report_summary(context_root, docs_dir)
     failures = _failure_messages(validation_result, frame)
     statistics = _statistics(validation_result, frame, elapsed)
     page = _data_docs_page(checkpoint_result, docs_dir)

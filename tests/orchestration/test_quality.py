@@ -7,6 +7,7 @@ setup cost is paid once, which also exercises the get-or-create path on every la
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -284,3 +285,24 @@ def test_rejects_meaningless_arguments(eth_day: pd.DataFrame, gx_dirs: tuple[Pat
             context_root=context_root,
             data_docs_dir=docs_dir,
         )
+
+
+def test_offline_summary_lists_each_partition_with_its_latest_verdict(
+    eth_day: pd.DataFrame, tmp_path: Path
+) -> None:
+    dirs = (tmp_path / "gx", tmp_path / "reports")
+    bad = eth_day.copy()
+    bad.loc[bad.index[10], "high"] = bad.loc[bad.index[10], "low"] * 0.5
+
+    validate(eth_day, dirs, partition_key="2018-01-12")
+    validate(bad, dirs, partition_key="2018-01-13")
+    validate(bad, dirs, partition_key="2018-01-12")  # a later run replaces the earlier verdict
+
+    summary = quality.report_summary(dirs[1])
+    page = summary.read_text()
+    assert summary.is_file() and "<script" not in page, "plain HTML, readable offline"
+    assert "2 validations (latest per asset and partition), 2 failed" in page
+    rows = [row for row in page.split("<tr") if "raw_binance_ohlcv" in row]
+    assert [("2018-01-12" in r, "FAILED" in r) for r in rows] == [(True, True), (False, True)]
+    for link in re.findall(r'href="([^"]+\.html)"', page):
+        assert (dirs[1] / link).is_file(), link
