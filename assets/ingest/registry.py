@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from assets.ingest.sources import binance_klines, coinbase_candles, fred_series
+from assets.ingest.sources.candles import interval_seconds as seconds_per_interval
 
 
 @dataclass(frozen=True)
@@ -22,9 +23,12 @@ class CandleFeed:
     source: ModuleType
     symbols: tuple[str, ...]
     interval: str
-    interval_seconds: int
     client_key: str
     description: str
+
+    @property
+    def interval_seconds(self) -> int:
+        return seconds_per_interval(self.interval)
 
     @property
     def key(self) -> list[str]:
@@ -68,7 +72,6 @@ CANDLE_FEEDS: tuple[CandleFeed, ...] = (
         source=binance_klines,
         symbols=tuple(binance_klines.DEFAULT_SYMBOLS),
         interval="5m",
-        interval_seconds=300,
         client_key="binance_client",
         description=(
             "Binance spot 5-minute klines (GET /api/v3/klines) for the traded pairs. The trading "
@@ -80,7 +83,6 @@ CANDLE_FEEDS: tuple[CandleFeed, ...] = (
         source=coinbase_candles,
         symbols=tuple(coinbase_candles.DEFAULT_SYMBOLS),
         interval="5m",
-        interval_seconds=300,
         client_key="coinbase_client",
         description=(
             "Coinbase Exchange 5-minute candles (GET /products/{id}/candles), a second venue's "

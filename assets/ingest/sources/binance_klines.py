@@ -28,6 +28,7 @@ from assets.ingest.sources.candles import (
     integer,
     interval_seconds,
     number,
+    row_time,
     split_symbol,
     to_epoch_ms,
 )
@@ -61,11 +62,7 @@ def venue_symbol(symbol: str) -> str:
 
 
 def _open_time(row: object, index: int) -> int:
-    if not isinstance(row, list) or not row:
-        raise PayloadError(
-            f"row {index} is not a kline array: {row!r:.120}", venue=VENUE, path=PATH
-        )
-    return integer(row[0], venue=VENUE, path=PATH, row=index, field="openTime")
+    return row_time(row, index, venue=VENUE, path=PATH, field="openTime", what="kline")
 
 
 def fetch(

@@ -144,6 +144,18 @@ def number(value: object, *, venue: str, path: str, row: int, field: str, allow_
     return parsed
 
 
+def row_time(
+    row: object, index: int, *, venue: str, path: str, field: str, what: str = "candle"
+) -> int:
+    """The integer time in the first field of a venue's candle array, or a PayloadError
+    naming the row when the row is not such an array."""
+    if not isinstance(row, list) or not row:
+        raise PayloadError(
+            f"row {index} is not a {what} array: {row!r:.120}", venue=venue, path=path
+        )
+    return integer(row[0], venue=venue, path=path, row=index, field=field)
+
+
 def integer(value: object, *, venue: str, path: str, row: int, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise PayloadError(

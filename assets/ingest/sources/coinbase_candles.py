@@ -22,6 +22,7 @@ from assets.ingest.sources.candles import (
     canonical_symbol,
     integer,
     number,
+    row_time,
     split_symbol,
 )
 from orchestration.resources.http import JsonClient, PayloadError
@@ -67,11 +68,7 @@ def _iso(moment: datetime) -> str:
 
 
 def _row_time(row: object, index: int, path: str) -> int:
-    if not isinstance(row, list) or not row:
-        raise PayloadError(
-            f"row {index} is not a candle array: {row!r:.120}", venue=VENUE, path=path
-        )
-    return integer(row[0], venue=VENUE, path=path, row=index, field="time")
+    return row_time(row, index, venue=VENUE, path=path, field="time")
 
 
 def fetch(
