@@ -4,27 +4,65 @@ Every value at bar t is computed from bars <= t only: rolling windows look backw
 RSI is a forward recursion, and nothing is centred, back-filled or normalised over the whole
 sample. Windows count bars, not wall time: a gap in the candles is not interpolated.
 Warm-up values are NaN (min_periods equals the window).
+
+Column names say what a feature is, not its window, because the windows are configuration
+(``FeatureWindows``): the defaults suit 5-minute bars (``vol_long`` spans a day of 288 bars); a
+daily-bar backtest sets shorter ones in its committee config.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 FEATURE_COLUMNS: tuple[str, ...] = (
     "close",
     "ret_1",
-    "vol_12",
-    "vol_288",
+    "vol_short",
+    "vol_long",
     "sma_fast",
     "sma_slow",
-    "zscore_48",
-    "rsi_14",
-    "momentum_12",
+    "zscore",
+    "rsi",
+    "momentum",
 )
 """Output columns after ``symbol`` and ``ts``; names are fixed whatever the window arguments."""
 
 _REQUIRED = ("symbol", "close")
+
+
+class FeatureWindows(BaseModel):
+    """Rolling windows in bars; every window must be at least 2 bars."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sma_fast: int = Field(12, ge=2)
+    sma_slow: int = Field(48, ge=2)
+    z_window: int = Field(48, ge=2, description="zscore: distance from the rolling mean")
+    rsi_window: int = Field(14, ge=2)
+    momentum_window: int = Field(12, ge=2)
+    vol_short_window: int = Field(12, ge=2)
+    vol_long_window: int = Field(288, ge=2)
+
+    @model_validator(mode="after")
+    def _check_order(self) -> FeatureWindows:
+        if self.sma_fast >= self.sma_slow:
+            raise ValueError(f"sma_fast ({self.sma_fast}) must be < sma_slow ({self.sma_slow})")
+        if self.vol_short_window >= self.vol_long_window:
+            raise ValueError(
+                f"vol_short_window ({self.vol_short_window}) must be < "
+                f"vol_long_window ({self.vol_long_window})"
+            )
+        return self
+
+    @property
+    def warmup_bars(self) -> int:
+        """Bars before every feature is known."""
+        return max(
+            self.sma_slow, self.z_window, self.rsi_window + 1, self.momentum_window,
+            self.vol_long_window + 1,
+        )  # fmt: skip
 
 
 def wilder_rsi(close: np.ndarray, window: int) -> np.ndarray:
@@ -52,58 +90,36 @@ def wilder_rsi(close: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-def _one_symbol(
-    close: pd.Series,
-    *,
-    sma_fast: int,
-    sma_slow: int,
-    z_window: int,
-    rsi_window: int,
-    momentum_window: int,
-) -> pd.DataFrame:
+def _one_symbol(close: pd.Series, windows: FeatureWindows) -> pd.DataFrame:
+    w = windows
     ret_1 = close / close.shift(1) - 1.0
-    z_mean = close.rolling(z_window, min_periods=z_window).mean()
-    z_std = close.rolling(z_window, min_periods=z_window).std(ddof=1)
+    z_mean = close.rolling(w.z_window, min_periods=w.z_window).mean()
+    z_std = close.rolling(w.z_window, min_periods=w.z_window).std(ddof=1)
     zscore = (close - z_mean) / z_std.where(z_std > 0.0)
+    vol_short, vol_long = w.vol_short_window, w.vol_long_window
     return pd.DataFrame(
         {
             "close": close,
             "ret_1": ret_1,
-            "vol_12": ret_1.rolling(12, min_periods=12).std(ddof=1),
-            "vol_288": ret_1.rolling(288, min_periods=288).std(ddof=1),
-            "sma_fast": close.rolling(sma_fast, min_periods=sma_fast).mean(),
-            "sma_slow": close.rolling(sma_slow, min_periods=sma_slow).mean(),
-            "zscore_48": zscore,
-            "rsi_14": wilder_rsi(close.to_numpy(dtype=float), rsi_window),
-            "momentum_12": close / close.shift(momentum_window) - 1.0,
+            "vol_short": ret_1.rolling(vol_short, min_periods=vol_short).std(ddof=1),
+            "vol_long": ret_1.rolling(vol_long, min_periods=vol_long).std(ddof=1),
+            "sma_fast": close.rolling(w.sma_fast, min_periods=w.sma_fast).mean(),
+            "sma_slow": close.rolling(w.sma_slow, min_periods=w.sma_slow).mean(),
+            "zscore": zscore,
+            "rsi": wilder_rsi(close.to_numpy(dtype=float), w.rsi_window),
+            "momentum": close / close.shift(w.momentum_window) - 1.0,
         },
         index=close.index,
     )
 
 
-def compute_features(
-    candles: pd.DataFrame,
-    *,
-    sma_fast: int = 12,
-    sma_slow: int = 48,
-    z_window: int = 48,
-    rsi_window: int = 14,
-    momentum_window: int = 12,
-) -> pd.DataFrame:
+def compute_features(candles: pd.DataFrame, windows: FeatureWindows | None = None) -> pd.DataFrame:
     """Features per (symbol, ts) for candles of one or many symbols.
 
     ``candles`` needs ``symbol``, ``open_time`` (or ``ts``) and ``close``; other OHLCV columns
     are ignored. Rows come back sorted by (symbol, ts) with a fresh index.
     """
-    for name, value in {
-        "sma_fast": sma_fast,
-        "sma_slow": sma_slow,
-        "z_window": z_window,
-        "rsi_window": rsi_window,
-        "momentum_window": momentum_window,
-    }.items():
-        if value < 2:
-            raise ValueError(f"{name} must be >= 2, got {value}")
+    windows = windows or FeatureWindows()
     time_column = "open_time" if "open_time" in candles.columns else "ts"
     missing = [c for c in (*_REQUIRED, time_column) if c not in candles.columns]
     if missing:
@@ -136,14 +152,7 @@ def compute_features(
 
     parts = []
     for symbol, group in frame.groupby("symbol", sort=True):
-        features = _one_symbol(
-            group["close"],
-            sma_fast=sma_fast,
-            sma_slow=sma_slow,
-            z_window=z_window,
-            rsi_window=rsi_window,
-            momentum_window=momentum_window,
-        )
+        features = _one_symbol(group["close"], windows)
         features.insert(0, "ts", group["ts"])
         features.insert(0, "symbol", symbol)
         parts.append(features)

@@ -2,13 +2,13 @@
 
 The rule is deliberately simple so a reviewer can check any row by hand:
 
-- ``vol_ratio = vol_12 / vol_288``: short-term against day-long volatility. Above
+- ``vol_ratio = vol_short / vol_long``: short-term against day-long volatility. Above
   ``volatile_ratio`` the bar is ``volatile``, whatever the trend.
-- ``trend_strength = (sma_fast / sma_slow - 1) / vol_288``: the moving-average gap measured in
+- ``trend_strength = (sma_fast / sma_slow - 1) / vol_long``: the moving-average gap measured in
   typical per-bar moves. Above ``+trend_threshold`` -> ``trending_up``, below the negative ->
   ``trending_down``, otherwise ``ranging``.
 
-Warm-up rows (any of vol_12, vol_288, sma_fast, sma_slow missing, or vol_288 == 0) are DROPPED:
+Warm-up rows (any of vol_short, vol_long, sma_fast, sma_slow missing, or vol_long == 0) are DROPPED:
 no regime is known there, and a made-up 'ranging' would look like information downstream.
 """
 
@@ -16,9 +16,19 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 REGIME_COLUMNS: tuple[str, ...] = ("symbol", "ts", "regime", "trend_strength", "vol_ratio")
-_INPUTS = ("symbol", "ts", "vol_12", "vol_288", "sma_fast", "sma_slow")
+_INPUTS = ("symbol", "ts", "vol_short", "vol_long", "sma_fast", "sma_slow")
+
+
+class RegimeRule(BaseModel):
+    """The thresholds of ``classify_regimes``, as the committee config sets them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    volatile_ratio: float = Field(2.0, gt=0, allow_inf_nan=False)
+    trend_threshold: float = Field(1.0, gt=0, allow_inf_nan=False)
 
 
 def classify_regimes(
@@ -34,21 +44,21 @@ def classify_regimes(
     if missing:
         raise ValueError(f"features are missing columns {missing}")
 
-    vol_12 = features["vol_12"].astype(float)
-    vol_288 = features["vol_288"].astype(float)
+    vol_short = features["vol_short"].astype(float)
+    vol_long = features["vol_long"].astype(float)
     sma_fast = features["sma_fast"].astype(float)
     sma_slow = features["sma_slow"].astype(float)
     known = (
-        vol_12.notna()
-        & vol_288.notna()
+        vol_short.notna()
+        & vol_long.notna()
         & sma_fast.notna()
         & sma_slow.notna()
-        & (vol_288 > 0)
+        & (vol_long > 0)
         & (sma_slow > 0)
     )
 
-    vol_ratio = (vol_12 / vol_288).where(known)
-    trend_strength = ((sma_fast / sma_slow - 1.0) / vol_288).where(known)
+    vol_ratio = (vol_short / vol_long).where(known)
+    trend_strength = ((sma_fast / sma_slow - 1.0) / vol_long).where(known)
     regime = np.select(
         [
             vol_ratio > volatile_ratio,

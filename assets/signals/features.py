@@ -13,10 +13,12 @@ from orchestration.resources.postgres import PostgresStoreResource
 from trading.features import compute_features
 
 FEATURE_COLUMNS = [
-    "symbol", "ts", "close", "ret_1", "vol_12", "vol_288",
-    "sma_fast", "sma_slow", "zscore_48", "rsi_14", "momentum_12",
+    "symbol", "ts", "close", "ret_1", "vol_short", "vol_long",
+    "sma_fast", "sma_slow", "zscore", "rsi", "momentum",
 ]  # fmt: skip
-DBT_COLUMNS = ["ret_1", "vol_12", "vol_288"]
+DBT_COLUMNS = {"ret_1": "ret_1", "vol_short": "vol_12", "vol_long": "vol_288"}
+"""Feature column -> the dbt mart column that supplies it (the mart is built for 5m bars, so its
+12- and 288-bar volatilities are the default FeatureWindows' short and long ones)."""
 LOOKBACK = timedelta(days=1)
 """Enough bars before the window for every rolling feature (48 bars) to be warm at its start."""
 
@@ -68,13 +70,14 @@ def features(
     candles["ts"] = pd.to_datetime(candles["ts"], utc=True)
     computed = compute_features(candles[["symbol", "ts", "open", "high", "low", "close", "volume"]])
     merged = computed.merge(
-        candles[["symbol", "ts", "dbt_ret_1", "dbt_vol_12", "dbt_vol_288"]], on=["symbol", "ts"]
+        candles[["symbol", "ts", *(f"dbt_{c}" for c in DBT_COLUMNS.values())]], on=["symbol", "ts"]
     )
     disagreement = max(
-        float((merged[c] - merged[f"dbt_{c}"]).abs().max(skipna=True) or 0.0) for c in DBT_COLUMNS
+        float((merged[ours] - merged[f"dbt_{theirs}"]).abs().max(skipna=True) or 0.0)
+        for ours, theirs in DBT_COLUMNS.items()
     )
-    for column in DBT_COLUMNS:
-        merged[column] = merged[f"dbt_{column}"]
+    for ours, theirs in DBT_COLUMNS.items():
+        merged[ours] = merged[f"dbt_{theirs}"]
     in_window = merged[(merged["ts"] >= window.start) & (merged["ts"] < window.end)]
     result = in_window[FEATURE_COLUMNS].reset_index(drop=True)
     warm = result.dropna()

@@ -11,7 +11,7 @@ from trading.agents.mean_reversion import MeanReversionAgent
 from trading.agents.trend import TrendAgent
 from trading.domain import MarketSnapshot, Vote
 
-TREND_UP = {"sma_fast": 1.02, "sma_slow": 1.0, "momentum_12": 0.01, "vol_288": 0.005}
+TREND_UP = {"sma_fast": 1.02, "sma_slow": 1.0, "momentum": 0.01, "vol_long": 0.005}
 
 
 def test_trend_agent_follows_the_crossover_with_momentum_confirmation() -> None:
@@ -20,7 +20,7 @@ def test_trend_agent_follows_the_crossover_with_momentum_confirmation() -> None:
     assert (vote.direction, vote.confidence, vote.agent) == (1.0, 1.0, "trend")
     assert "trend up" in vote.rationale
 
-    against = agent.vote(make_snapshot(TREND_UP | {"momentum_12": -0.01}))
+    against = agent.vote(make_snapshot(TREND_UP | {"momentum": -0.01}))
     assert against.direction == 0.5 and "disagrees" in against.rationale
 
     down = agent.vote(make_snapshot(TREND_UP | {"sma_fast": 0.99}))  # -2 vol units
@@ -30,7 +30,7 @@ def test_trend_agent_follows_the_crossover_with_momentum_confirmation() -> None:
     assert flat.is_neutral and "no clear trend" in flat.rationale
 
 
-@pytest.mark.parametrize("missing", ["sma_fast", "sma_slow", "momentum_12", "vol_288"])
+@pytest.mark.parametrize("missing", ["sma_fast", "sma_slow", "momentum", "vol_long"])
 def test_trend_agent_abstains_on_missing_features(missing: str) -> None:
     for value in (None, math.nan):
         vote = TrendAgent().vote(make_snapshot(TREND_UP | {missing: value}))
@@ -40,21 +40,21 @@ def test_trend_agent_abstains_on_missing_features(missing: str) -> None:
 
 def test_mean_reversion_fades_stretched_prices_when_rsi_confirms() -> None:
     agent = MeanReversionAgent(entry_z=2.0, full_z=3.5)
-    buy = agent.vote(make_snapshot({"zscore_48": -3.0, "rsi_14": 25.0}))
+    buy = agent.vote(make_snapshot({"zscore": -3.0, "rsi": 25.0}))
     assert buy.direction == 1.0 and buy.confidence == pytest.approx(1 / 1.5)
-    sell = agent.vote(make_snapshot({"zscore_48": 4.0, "rsi_14": 80.0}))
+    sell = agent.vote(make_snapshot({"zscore": 4.0, "rsi": 80.0}))
     assert sell.direction == -1.0 and sell.confidence == 1.0
 
-    unconfirmed = agent.vote(make_snapshot({"zscore_48": -3.0, "rsi_14": 45.0}))
+    unconfirmed = agent.vote(make_snapshot({"zscore": -3.0, "rsi": 45.0}))
     assert unconfirmed.is_neutral and "does not confirm" in unconfirmed.rationale
     lenient = MeanReversionAgent(require_rsi=False).vote(
-        make_snapshot({"zscore_48": -3.0, "rsi_14": 45.0})
+        make_snapshot({"zscore": -3.0, "rsi": 45.0})
     )
     assert lenient.direction == 0.5
 
-    calm = agent.vote(make_snapshot({"zscore_48": 1.0, "rsi_14": 20.0}))
+    calm = agent.vote(make_snapshot({"zscore": 1.0, "rsi": 20.0}))
     assert calm.is_neutral and "not stretched" in calm.rationale
-    assert agent.vote(make_snapshot({"zscore_48": None, "rsi_14": 20.0})).is_neutral
+    assert agent.vote(make_snapshot({"zscore": None, "rsi": 20.0})).is_neutral
 
 
 def test_agent_parameters_are_validated() -> None:

@@ -71,9 +71,9 @@ def test_timestamps_are_normalised_to_plain_utc_datetimes() -> None:
 
 
 def test_snapshot_turns_nan_features_into_missing_and_checks_consistency() -> None:
-    snapshot = make_snapshot({"zscore_48": math.nan, "rsi_14": 40.0})
-    assert snapshot.feature("zscore_48") is None
-    assert snapshot.feature("rsi_14") == 40.0
+    snapshot = make_snapshot({"zscore": math.nan, "rsi": 40.0})
+    assert snapshot.feature("zscore") is None
+    assert snapshot.feature("rsi") == 40.0
     assert snapshot.feature("absent") is None
     with pytest.raises(ValidationError, match="does not match"):
         MarketSnapshot.model_validate(

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trading.features import FEATURE_COLUMNS, compute_features, wilder_rsi
+from trading.features import FEATURE_COLUMNS, FeatureWindows, compute_features, wilder_rsi
 from trading.regime import classify_regimes
 
 
@@ -25,25 +25,25 @@ def candles(closes: list[float], symbol: str = "ETH/BTC") -> pd.DataFrame:
     )
 
 
-SMALL = {"sma_fast": 2, "sma_slow": 3, "z_window": 3, "rsi_window": 2, "momentum_window": 2}
+SMALL = FeatureWindows(sma_fast=2, sma_slow=3, z_window=3, rsi_window=2, momentum_window=2)
 
 
 def test_features_match_hand_computed_values() -> None:
-    out = compute_features(candles([10, 11, 10.5, 12, 11]), **SMALL)
+    out = compute_features(candles([10, 11, 10.5, 12, 11]), SMALL)
     assert list(out.columns) == ["symbol", "ts", *FEATURE_COLUMNS]
     nan = math.nan
     expected = {
         "ret_1": [nan, 0.1, 10.5 / 11 - 1, 12 / 10.5 - 1, 11 / 12 - 1],
         "sma_fast": [nan, 10.5, 10.75, 11.25, 11.5],
         "sma_slow": [nan, nan, 10.5, 33.5 / 3, 33.5 / 3],
-        "zscore_48": [nan, nan, 0.0, 1.0910894511799618, -0.2182178902359924],
-        "momentum_12": [nan, nan, 0.05, 12 / 11 - 1, 11 / 10.5 - 1],
+        "zscore": [nan, nan, 0.0, 1.0910894511799618, -0.2182178902359924],
+        "momentum": [nan, nan, 0.05, 12 / 11 - 1, 11 / 10.5 - 1],
         # Wilder, window 2: seed gains/losses (1, 0)/(0, .5) -> 2/.25; then smoothed.
-        "rsi_14": [nan, nan, 100 - 100 / 3, 100 - 100 / 9, 100 - 100 / (1 + 0.5 / 0.5625)],
+        "rsi": [nan, nan, 100 - 100 / 3, 100 - 100 / 9, 100 - 100 / (1 + 0.5 / 0.5625)],
     }
     for column, values in expected.items():
         np.testing.assert_allclose(out[column].to_numpy(), values, rtol=1e-12, err_msg=column)
-    assert out["vol_12"].isna().all() and out["vol_288"].isna().all()  # still warming up
+    assert out["vol_short"].isna().all() and out["vol_long"].isna().all()  # still warming up
 
 
 def test_volatility_is_the_sample_std_of_the_last_returns() -> None:
@@ -51,11 +51,11 @@ def test_volatility_is_the_sample_std_of_the_last_returns() -> None:
     closes = list(100 * np.cumprod(1 + rng.normal(0, 0.01, 300)))
     out = compute_features(candles(closes))
     returns = [closes[i] / closes[i - 1] - 1 for i in range(1, len(closes))]
-    assert out["vol_12"].iloc[:12].isna().all()
-    assert out["vol_12"].iloc[12] == pytest.approx(statistics.stdev(returns[0:12]), rel=1e-9)
-    assert out["vol_12"].iloc[299] == pytest.approx(statistics.stdev(returns[-12:]), rel=1e-9)
-    assert out["vol_288"].iloc[:288].isna().all()
-    assert out["vol_288"].iloc[299] == pytest.approx(statistics.stdev(returns[-288:]), rel=1e-9)
+    assert out["vol_short"].iloc[:12].isna().all()
+    assert out["vol_short"].iloc[12] == pytest.approx(statistics.stdev(returns[0:12]), rel=1e-9)
+    assert out["vol_short"].iloc[299] == pytest.approx(statistics.stdev(returns[-12:]), rel=1e-9)
+    assert out["vol_long"].iloc[:288].isna().all()
+    assert out["vol_long"].iloc[299] == pytest.approx(statistics.stdev(returns[-288:]), rel=1e-9)
 
 
 def test_rsi_edge_cases() -> None:
@@ -66,9 +66,9 @@ def test_rsi_edge_cases() -> None:
 
 def test_many_symbols_are_computed_independently_and_sorted() -> None:
     both = pd.concat([candles([1, 2, 3, 4], "LTC/BTC"), candles([10, 11, 12, 13])])
-    out = compute_features(both.sample(frac=1, random_state=1), **SMALL)
+    out = compute_features(both.sample(frac=1, random_state=1), SMALL)
     assert out["symbol"].tolist() == ["ETH/BTC"] * 4 + ["LTC/BTC"] * 4
-    alone = compute_features(candles([1, 2, 3, 4], "LTC/BTC"), **SMALL)
+    alone = compute_features(candles([1, 2, 3, 4], "LTC/BTC"), SMALL)
     pd.testing.assert_frame_equal(out.iloc[4:].reset_index(drop=True), alone)
 
 
@@ -110,8 +110,8 @@ def test_regime_rule_and_warm_up_rows_are_dropped() -> None:
         {
             "symbol": "ETH/BTC",
             "ts": pd.date_range("2018-01-10", periods=5, freq="5min", tz="UTC"),
-            "vol_12": [0.01, 0.03, 0.01, 0.01, 0.01],
-            "vol_288": [np.nan, 0.01, 0.01, 0.01, 0.01],
+            "vol_short": [0.01, 0.03, 0.01, 0.01, 0.01],
+            "vol_long": [np.nan, 0.01, 0.01, 0.01, 0.01],
             "sma_fast": [1.0, 1.0, 1.02, 0.98, 1.005],
             "sma_slow": [1.0, 1.0, 1.0, 1.0, 1.0],
         }

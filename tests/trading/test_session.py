@@ -42,7 +42,7 @@ def test_snapshots_join_candles_features_and_regimes(snapshots: list[MarketSnaps
     assert [s.ts for s in snapshots] == sorted(s.ts for s in snapshots)
     first, late = snapshots[0], snapshots[-1]
     assert first.regime is None and first.feature("sma_slow") is None  # warm-up
-    assert late.regime is not None and late.feature("vol_288") is not None
+    assert late.regime is not None and late.feature("vol_long") is not None
     assert late.bar.close == late.features.get("close", late.bar.close)
 
 

@@ -35,11 +35,11 @@ class MeanReversionAgent(Agent):
         self.require_rsi = require_rsi
 
     def vote(self, snapshot: MarketSnapshot) -> Vote:
-        missing = self.missing_features(snapshot, ("zscore_48", "rsi_14"))
+        missing = self.missing_features(snapshot, ("zscore", "rsi"))
         if missing:
             return self.neutral(snapshot, f"no opinion: missing {', '.join(missing)}")
-        z = snapshot.feature("zscore_48")
-        rsi = snapshot.feature("rsi_14")
+        z = snapshot.feature("zscore")
+        rsi = snapshot.feature("rsi")
         assert z is not None and rsi is not None  # checked above
         if abs(z) < self.entry_z:
             return self.neutral(snapshot, f"not stretched: zscore {z:+.2f} within ±{self.entry_z}")

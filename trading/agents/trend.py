@@ -21,7 +21,7 @@ class TrendAgent(Agent):
         min_strength: float = 0.5,
         full_strength: float = 3.0,
         momentum_penalty: float = 0.5,
-        vol_feature: str = "vol_288",
+        vol_feature: str = "vol_long",
     ) -> None:
         super().__init__(name)
         if not 0 <= min_strength < full_strength:
@@ -32,7 +32,7 @@ class TrendAgent(Agent):
         self.full_strength = full_strength
         self.momentum_penalty = momentum_penalty
         self.vol_feature = vol_feature
-        self.required = ("sma_fast", "sma_slow", "momentum_12", vol_feature)
+        self.required = ("sma_fast", "sma_slow", "momentum", vol_feature)
 
     def vote(self, snapshot: MarketSnapshot) -> Vote:
         missing = self.missing_features(snapshot, self.required)
@@ -40,7 +40,7 @@ class TrendAgent(Agent):
             return self.neutral(snapshot, f"no opinion: missing {', '.join(missing)}")
         sma_fast = snapshot.feature("sma_fast")
         sma_slow = snapshot.feature("sma_slow")
-        momentum = snapshot.feature("momentum_12")
+        momentum = snapshot.feature("momentum")
         vol = snapshot.feature(self.vol_feature)
         assert sma_fast is not None and sma_slow is not None  # checked above
         assert momentum is not None and vol is not None

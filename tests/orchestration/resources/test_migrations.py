@@ -24,8 +24,8 @@ CONTRACT: dict[str, set[str]] = {
     },
     "raw.fred_observations": {"series_id", "observation_date", "value", "ingested_at"},
     "signals.features": {
-        "symbol", "ts", "close", "ret_1", "vol_12", "vol_288", "sma_fast", "sma_slow",
-        "zscore_48", "rsi_14", "momentum_12",
+        "symbol", "ts", "close", "ret_1", "vol_short", "vol_long", "sma_fast", "sma_slow",
+        "zscore", "rsi", "momentum",
     },
     "signals.regimes": {"symbol", "ts", "regime", "trend_strength", "vol_ratio"},
     "trading.decisions": {
