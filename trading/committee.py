@@ -6,8 +6,14 @@ confidence are the weighted means of the counting votes. The quorum is the minim
 counting votes that agree with the sign of the combined direction; without it the proposal is
 direction 0, confidence 0, ``quorum_met=False``.
 
-Weights come from a ``WeightProvider``. ``StaticWeights`` is today's provider; dynamic weights
-(per-agent realised performance, planner priors per regime) plug in through the same seam.
+Votes may also carry a ``scale`` (the Risk agent's veto or scale-down, the Execution agent's
+volatility target) and execution advice; the proposal takes the smallest scale asked for and the
+first advice given, in agent order, whether or not the direction reached quorum.
+
+Weights come from a ``WeightProvider``: ``StaticWeights``, or ``trading.weights`` for weights
+learned from each agent's realised, out-of-sample performance under the planner's priors per
+regime. ``DecisionObserver``s (the weight learner, reflection) see every proposal after it is
+made, which is how the committee learns without ever seeing a later bar.
 """
 
 from __future__ import annotations
@@ -17,13 +23,20 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from trading.agents.base import Agent, safe_vote
-from trading.domain import MarketSnapshot, Proposal, Vote
+from trading.domain import ExecutionAdvice, MarketSnapshot, Proposal, Vote
 
 
 @runtime_checkable
 class WeightProvider(Protocol):
     def weights_for(self, snapshot: MarketSnapshot) -> Mapping[str, float]:
         """Weight per agent name for this snapshot (>= 0; need not sum to 1)."""
+        ...
+
+
+@runtime_checkable
+class DecisionObserver(Protocol):
+    def observe(self, snapshot: MarketSnapshot, proposal: Proposal) -> None:
+        """Called after every decision, with the snapshot it was made on."""
         ...
 
 
@@ -45,6 +58,7 @@ class Committee:
         weights: Mapping[str, float] | WeightProvider,
         quorum: int,
         min_confidence: float,
+        observers: Sequence[DecisionObserver] = (),
     ) -> None:
         if not agents:
             raise ValueError("a committee needs at least one agent")
@@ -71,6 +85,9 @@ class Committee:
         self.quorum = quorum
         self.min_confidence = min_confidence
         self.weight_provider = provider
+        self.observers: list[DecisionObserver] = list(observers)
+        if isinstance(provider, DecisionObserver) and provider not in self.observers:
+            self.observers.insert(0, provider)
 
     def weights(self, snapshot: MarketSnapshot) -> Mapping[str, float]:
         return self.weight_provider.weights_for(snapshot)
@@ -80,35 +97,42 @@ class Committee:
 
     def decide(self, snapshot: MarketSnapshot) -> Proposal:
         votes = tuple(safe_vote(agent, snapshot) for agent in self.agents)
-        weights = self.weights(snapshot)
+        weights = {name: float(w) for name, w in self.weights(snapshot).items()}
+        proposal = self.combine(snapshot, votes, weights)
+        for observer in self.observers:
+            observer.observe(snapshot, proposal)
+        return proposal
+
+    def combine(
+        self, snapshot: MarketSnapshot, votes: tuple[Vote, ...], weights: Mapping[str, float]
+    ) -> Proposal:
+        """The proposal these votes make under these weights (pure: no observers called)."""
+        scales = [v.scale for v in votes if v.scale is not None]
+        advice = next((v.execution for v in votes if v.execution is not None), ExecutionAdvice())
+        common = {
+            "symbol": snapshot.symbol,
+            "ts": snapshot.ts,
+            "votes": votes,
+            "scale": min(scales, default=1.0),
+            "execution": advice,
+            "weights": dict(weights),
+        }
+        no_quorum = Proposal(direction=0.0, confidence=0.0, quorum_met=False, **common)
         counting = [(v, float(weights.get(v.agent, 0.0))) for v in votes if self.counts(v)]
         counting = [(v, w) for v, w in counting if w > 0.0]
         total = sum(w for _, w in counting)
         if total <= 0.0:
-            return self._no_quorum(snapshot, votes)
+            return no_quorum
         direction = sum(v.direction * w for v, w in counting) / total
         confidence = sum(v.confidence * w for v, w in counting) / total
         if direction == 0.0:
-            return self._no_quorum(snapshot, votes)
+            return no_quorum
         agreeing = sum(1 for v, _ in counting if v.direction * direction > 0)
         if agreeing < self.quorum:
-            return self._no_quorum(snapshot, votes)
+            return no_quorum
         return Proposal(
-            symbol=snapshot.symbol,
-            ts=snapshot.ts,
             direction=max(-1.0, min(1.0, direction)),
             confidence=max(0.0, min(1.0, confidence)),
-            votes=votes,
             quorum_met=True,
-        )
-
-    @staticmethod
-    def _no_quorum(snapshot: MarketSnapshot, votes: tuple[Vote, ...]) -> Proposal:
-        return Proposal(
-            symbol=snapshot.symbol,
-            ts=snapshot.ts,
-            direction=0.0,
-            confidence=0.0,
-            votes=votes,
-            quorum_met=False,
+            **common,
         )

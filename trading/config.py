@@ -19,7 +19,9 @@ from trading.agents.base import AgentSpec, build_agent
 from trading.brokers.paper import PaperBroker
 from trading.committee import Committee
 from trading.execution import ExecutionEngine, Sizing
+from trading.features import FeatureWindows
 from trading.portfolio import Portfolio
+from trading.regime import RegimeRule
 from trading.risk import RiskGate, RiskLimits
 from trading.session import TradingSession
 
@@ -44,6 +46,8 @@ class CommitteeConfig(BaseModel):
     max_participation: float | None = Field(None, gt=0, le=1)
     initial_cash: float = Field(gt=0, allow_inf_nan=False)
     quote: str = Field(pattern=r"^[A-Z0-9]{1,20}$")
+    features: FeatureWindows = FeatureWindows()
+    regime: RegimeRule = RegimeRule()
 
     @model_validator(mode="after")
     def _check_cross_fields(self) -> CommitteeConfig:

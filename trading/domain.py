@@ -107,14 +107,38 @@ class Bar(DomainModel):
         return self
 
 
+class AccountView(DomainModel):
+    """The account as an agent may see it at a decision: fractions of current equity.
+
+    Filled in by the session just before the committee votes, from the portfolio marked at the
+    same bar's close, so the Risk and Execution agents can size and veto without a broker.
+    """
+
+    equity: PositiveFloat
+    peak_equity: PositiveFloat
+    drawdown: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+    daily_loss: FiniteFloat = Field(description="loss since the risk day began (<0 is a gain)")
+    gross_exposure: NonNegativeFloat
+    position: NonNegativeFloat = Field(description="this symbol's position value / equity")
+    max_position: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        description="the risk limit max_position_fraction"
+    )
+    risk_state: Literal["active", "reducing", "halted"]
+
+
 class MarketSnapshot(DomainModel):
-    """What an agent may know about one symbol at ``ts``: the bar and point-in-time features."""
+    """What an agent may know about one symbol at ``ts``: the bar and point-in-time features.
+
+    ``features`` may carry ``peer_close``: the same asset's close on another venue at ``ts``
+    (what the Arbitrage agent compares). ``account`` is set by the session at decision time.
+    """
 
     symbol: Symbol
     ts: UtcDatetime
     bar: Bar
     features: Mapping[str, float | None]
     regime: str | None = None
+    account: AccountView | None = None
 
     @field_validator("features", mode="after")
     @classmethod
@@ -143,8 +167,36 @@ class MarketSnapshot(DomainModel):
         return self.features.get(name)
 
 
+class ExecutionAdvice(DomainModel):
+    """How to trade a decision, as the Execution agent advises.
+
+    ``limit`` orders rest for one bar at ``limit_offset_bps`` inside the decision bar's close
+    (below it to buy, above it to sell) and are cancelled if that bar does not trade through
+    them. ``slices`` spreads a large rebalance over that many bars: each bar trades at most
+    1/slices of the distance to the target.
+    """
+
+    order_type: Literal["market", "limit"] = "market"
+    limit_offset_bps: NonNegativeFloat = 0.0
+    slices: int = Field(1, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _check_offset(self) -> ExecutionAdvice:
+        if self.order_type == "market" and self.limit_offset_bps != 0.0:
+            raise ValueError("a market order takes no limit_offset_bps")
+        if self.limit_offset_bps >= 1e4:
+            raise ValueError("limit_offset_bps must be below 10000 (100%)")
+        return self
+
+
 class Vote(DomainModel):
-    """An agent's opinion: direction in [-1, 1] (sell..buy), how sure it is, and why."""
+    """An agent's opinion: direction in [-1, 1] (sell..buy), how sure it is, and why.
+
+    Besides direction, an agent may ask the committee to scale positions (``scale`` in [0, 1];
+    0 vetoes new exposure, as the Risk agent does when drawdown or volatility runs too high) and
+    may advise how to execute (``execution``). Scales combine by minimum, so any agent can shrink
+    but none can enlarge what the risk limits allow.
+    """
 
     agent: Identifier
     symbol: Symbol
@@ -152,6 +204,8 @@ class Vote(DomainModel):
     direction: Direction
     confidence: Confidence
     rationale: str
+    scale: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] | None = None
+    execution: ExecutionAdvice | None = None
 
     @property
     def is_neutral(self) -> bool:
@@ -159,7 +213,12 @@ class Vote(DomainModel):
 
 
 class Proposal(DomainModel):
-    """The committee's combined view for one symbol at one time."""
+    """The committee's combined view for one symbol at one time.
+
+    ``scale`` (the smallest scale any agent asked for, 1 when none did) multiplies the target
+    position; ``execution`` is the advice execution follows (market order, one slice when no
+    agent advised). ``weights`` are the weights the votes were combined with.
+    """
 
     symbol: Symbol
     ts: UtcDatetime
@@ -167,6 +226,9 @@ class Proposal(DomainModel):
     confidence: Confidence
     votes: tuple[Vote, ...]
     quorum_met: bool
+    scale: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = 1.0
+    execution: ExecutionAdvice = ExecutionAdvice()
+    weights: Mapping[str, float] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_votes(self) -> Proposal:

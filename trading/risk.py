@@ -9,8 +9,13 @@ a limit.
 
 States: ACTIVE (all orders), REDUCING (daily loss past ``reducing_at_loss_fraction`` of the
 limit: only exposure-reducing orders), HALTED (daily loss limit hit, sticky until the next
-``start_day``; or the kill switch, until ``reset_kill_switch``). HALTED stops every order,
-reducing ones included: a halt means a human looks first.
+``start_day``; the drawdown from peak equity past ``max_drawdown_fraction``, sticky until
+``reset_drawdown_halt``; or the kill switch, until ``reset_kill_switch``). HALTED stops every
+order, reducing ones included: a halt means a human looks first.
+
+Resting orders (limit orders waiting for the next bar) are passed in as ``Reservations``: their
+cash, exposure and quantity count as already committed, so two orders cannot both spend the
+same headroom.
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ class RiskLimits(BaseModel):
     execution_cost_allowance_bps: float = Field(
         50.0, ge=0, le=1000, description="worst-case fee + slippage assumed when sizing"
     )
+    max_drawdown_fraction: float | None = Field(
+        0.25, gt=0, le=1, description="halt when equity falls this far below its peak (None: off)"
+    )
 
     @model_validator(mode="after")
     def _check_consistent(self) -> RiskLimits:
@@ -66,6 +74,24 @@ class RiskLimits(BaseModel):
         slippage s plus fee f cost s + f + s*f <= a * (1 + a) when s + f <= a."""
         allowance = self.execution_cost_allowance_bps / 1e4
         return allowance * (1.0 + allowance)
+
+
+class Reservations(BaseModel):
+    """What resting orders have already committed: quote cash for buys (worst-case cost
+    included), position value per symbol for buys, base quantity per symbol for sells."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cash: float = Field(0.0, ge=0, allow_inf_nan=False)
+    buy_value: dict[str, float] = Field(default_factory=dict)
+    sell_quantity: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def gross_buy_value(self) -> float:
+        return sum(self.buy_value.values(), 0.0)
+
+
+NO_RESERVATIONS = Reservations()
 
 
 class RiskState(StrEnum):
@@ -137,12 +163,25 @@ class RiskGate:
         self._day: date | None = None
         self._day_start_equity: float | None = None
         self._halted_today: str | None = None
+        self._drawdown_halt: str | None = None
         self._killed: str | None = None
+        self._peak_equity: float | None = None
         self._state = RiskState.ACTIVE
 
     @property
     def state(self) -> RiskState:
-        return RiskState.HALTED if self._killed or self._halted_today else self._state
+        halted = self._killed or self._halted_today or self._drawdown_halt
+        return RiskState.HALTED if halted else self._state
+
+    @property
+    def halt_reason(self) -> str | None:
+        """Why the gate is halted (kill switch first), or None when it is not."""
+        return self._killed or self._drawdown_halt or self._halted_today
+
+    @property
+    def peak_equity(self) -> float | None:
+        """The highest equity seen since the gate was created (or seeded by ``start_day``)."""
+        return self._peak_equity
 
     @property
     def day(self) -> date | None:
@@ -152,10 +191,12 @@ class RiskGate:
     def day_start_equity(self) -> float | None:
         return self._day_start_equity
 
-    def start_day(self, equity: float, day: date) -> None:
+    def start_day(self, equity: float, day: date, *, peak_equity: float | None = None) -> None:
         """Open a trading day: the daily-loss baseline resets, a daily halt lifts.
 
-        Calling it again for the current day is a no-op, so a resumed run keeps its baseline.
+        ``peak_equity`` seeds the drawdown baseline when a run resumes from stored history (the
+        trading job passes the highest end-of-day equity so far). Calling it again for the
+        current day is a no-op, so a resumed run keeps its baseline.
         """
         if isinstance(day, datetime):
             day = day.astimezone(UTC).date()
@@ -170,6 +211,7 @@ class RiskGate:
         self._day_start_equity = float(equity)
         self._halted_today = None
         self._state = RiskState.ACTIVE
+        self._peak_equity = max(float(equity), self._peak_equity or 0.0, float(peak_equity or 0.0))
         logger.info("risk day %s starts at equity %.10g", day, equity)
 
     def kill(self, reason: str = "kill switch engaged") -> None:
@@ -181,14 +223,30 @@ class RiskGate:
         self._killed = None
         logger.warning("risk gate kill switch reset")
 
+    def reset_drawdown_halt(self, equity: float) -> None:
+        """A human has looked: lift the drawdown halt and measure drawdowns from ``equity``."""
+        self._drawdown_halt = None
+        self._peak_equity = float(equity)
+        logger.warning("risk gate drawdown halt reset; new peak %.10g", equity)
+
     def refresh(self, portfolio: Portfolio, prices: Mapping[str, float]) -> RiskState:
         """Re-derive the state from the current daily loss."""
         if self._day_start_equity is None:
             raise RuntimeError("RiskGate.start_day(equity, day) must be called before trading")
+        equity = portfolio.equity(prices)
+        self._peak_equity = max(self._peak_equity or equity, equity)
+        max_drawdown = self.limits.max_drawdown_fraction
+        if self._drawdown_halt is None and max_drawdown is not None:
+            drawdown = 1.0 - equity / self._peak_equity
+            if drawdown >= max_drawdown:
+                self._drawdown_halt = (
+                    f"drawdown {drawdown:.4%} from peak equity {self._peak_equity:.10g} reached "
+                    f"max_drawdown_fraction {max_drawdown:.2%}: halted until reset"
+                )
+                logger.warning("risk gate halted: %s", self._drawdown_halt)
         if self._halted_today is None:
             limits = self.limits
             reducing_at = limits.reducing_at_loss_fraction * limits.max_daily_loss_fraction
-            equity = portfolio.equity(prices)
             loss = (self._day_start_equity - equity) / self._day_start_equity
             if loss >= self.limits.max_daily_loss_fraction:
                 self._halted_today = (
@@ -208,6 +266,7 @@ class RiskGate:
         portfolio: Portfolio,
         prices: Mapping[str, float],
         now: datetime,
+        reserved: Reservations = NO_RESERVATIONS,
     ) -> RiskDecision:
         if self._day is None:
             raise RuntimeError("RiskGate.start_day(equity, day) must be called before evaluate")
@@ -219,28 +278,28 @@ class RiskGate:
             )
         state = self.refresh(portfolio, prices)
         if state is RiskState.HALTED:
-            return self._reject(f"halted: {self._killed or self._halted_today}")
+            return self._reject(f"halted: {self.halt_reason}")
         equity = portfolio.equity(prices)
         if not equity > 0:
             return self._reject(f"equity {equity} <= 0")
         if intent.side is Side.SELL:
-            return self._evaluate_sell(intent, portfolio, equity)
+            return self._evaluate_sell(intent, portfolio, equity, reserved)
         if state is RiskState.REDUCING:
             return self._reject(
                 "reducing: daily loss past "
                 f"{self.limits.reducing_at_loss_fraction:.0%} of the limit, only sells allowed"
             )
-        return self._evaluate_buy(intent, portfolio, prices, equity)
+        return self._evaluate_buy(intent, portfolio, prices, equity, reserved)
 
     def _order_cap(self, intent: OrderIntent, equity: float) -> float:
         o, a = self.limits.max_order_fraction, self.limits.cost_allowance
         return o * equity / (intent.reference_price * (1.0 + o * a))
 
     def _evaluate_sell(
-        self, intent: OrderIntent, portfolio: Portfolio, equity: float
+        self, intent: OrderIntent, portfolio: Portfolio, equity: float, reserved: Reservations
     ) -> RiskDecision:
         base, _ = split_symbol(intent.symbol)
-        held = portfolio.quantity(intent.symbol)
+        held = portfolio.quantity(intent.symbol) - reserved.sell_quantity.get(intent.symbol, 0.0)
         if held <= 0:
             return self._reject(f"long-only spot: no {base} held to sell")
         caps = {
@@ -255,18 +314,20 @@ class RiskGate:
         portfolio: Portfolio,
         prices: Mapping[str, float],
         equity: float,
+        reserved: Reservations,
     ) -> RiskDecision:
         limits, a = self.limits, self.limits.cost_allowance
         ref = intent.reference_price
         mark = float(prices.get(intent.symbol, ref))
         f, g = limits.max_position_fraction, limits.max_gross_exposure_fraction
         position_value = portfolio.quantity(intent.symbol) * mark
-        gross = portfolio.gross_exposure(prices)
+        position_value += reserved.buy_value.get(intent.symbol, 0.0)
+        gross = portfolio.gross_exposure(prices) + reserved.gross_buy_value
         caps = {
             "max_order_fraction": self._order_cap(intent, equity),
             "max_position_fraction": (f * equity - position_value) / (mark + f * a * ref),
             "max_gross_exposure_fraction": (g * equity - gross) / (mark + g * a * ref),
-            "available cash": portfolio.cash / (ref * (1.0 + a)),
+            "available cash": (portfolio.cash - reserved.cash) / (ref * (1.0 + a)),
         }
         return self._fit(intent, caps)
 

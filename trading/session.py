@@ -6,8 +6,14 @@ outcome depends only on the inputs. At each UTC day boundary the risk gate opens
 the equity carried over from the previous bar.
 
 Timing convention: a snapshot at ``ts`` carries the bar that opened at ``ts`` and features that
-include its close; its order fills against that same bar's close (the decision is taken the
-moment the bar closes). Nothing from a later bar is ever visible to a step.
+include its close; a market order fills against that same bar's close (the decision is taken the
+moment the bar closes). A limit order rests and is worked against the symbol's next bar, before
+the committee decides on that bar; resting orders are cancelled at the end of each UTC day.
+Nothing from a later bar is ever visible to a step.
+
+Before the committee votes, the snapshot gets an ``AccountView`` of the portfolio marked at the
+same close (equity, drawdown from peak, exposure, this symbol's position, risk state), which is
+what the Risk and Execution agents size and veto with.
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from trading.committee import Committee
-from trading.domain import Fill, MarketSnapshot, Order, Vote
-from trading.execution import ExecutionEngine, OrderStatus, Outcome
+from trading.domain import AccountView, Fill, MarketSnapshot, Order, Vote
+from trading.execution import ExecutionEngine, OrderStatus, Outcome, SettledOrder
 from trading.portfolio import Portfolio
 from trading.risk import RiskGate, RiskState
 
@@ -168,6 +174,10 @@ class TradingSession:
                 gate.start_day(self.portfolio.equity(self.prices), day)
             for snapshot in group:
                 self.prices[snapshot.symbol] = snapshot.bar.close
+            for snapshot in group:
+                settled = self.execution.settle(snapshot.bar, self.portfolio)
+                if settled is not None:
+                    self._record_settled(settled, result)
             self.portfolio.mark(self.prices)
             gate.refresh(self.portfolio, self.prices)
             for snapshot in group:
@@ -184,7 +194,33 @@ class TradingSession:
         )
         return result
 
+    def account_view(self, symbol: str) -> AccountView | None:
+        """The portfolio as agents see it now (None while equity is not positive)."""
+        gate = self.execution.risk_gate
+        equity = self.portfolio.equity(self.prices)
+        if not equity > 0:
+            return None
+        peak = max(gate.peak_equity or equity, equity)
+        start = gate.day_start_equity or equity
+        return AccountView(
+            equity=equity,
+            peak_equity=peak,
+            drawdown=min(1.0, max(0.0, 1.0 - equity / peak)),
+            daily_loss=(start - equity) / start,
+            gross_exposure=self.portfolio.gross_exposure(self.prices) / equity,
+            position=max(0.0, self.portfolio.position_value(symbol, self.prices) / equity),
+            max_position=gate.limits.max_position_fraction,
+            risk_state=gate.state.value,
+        )
+
+    def _record_settled(self, settled: SettledOrder, result: SessionResult) -> None:
+        result.orders.append(
+            OrderRecord(order=settled.order, status=settled.status, reason=settled.reason)
+        )
+        result.fills.extend(settled.fills)
+
     def _step(self, snapshot: MarketSnapshot, result: SessionResult) -> None:
+        snapshot = snapshot.model_copy(update={"account": self.account_view(snapshot.symbol)})
         proposal = self.committee.decide(snapshot)
         report = self.execution.execute(proposal, self.portfolio, snapshot.bar, self.prices)
         result.decisions.append(
@@ -200,13 +236,18 @@ class TradingSession:
                 risk_state=self.execution.risk_gate.state,
             )
         )
-        if report.order is not None and report.order_status is not None:
+        if report.order_status not in (None, "resting"):
+            assert report.order is not None and report.order_status is not None
             result.orders.append(
                 OrderRecord(order=report.order, status=report.order_status, reason=report.reason)
             )
         result.fills.extend(report.fills)
 
     def _close_day(self, result: SessionResult, day: date) -> None:
+        for settled in self.execution.cancel_resting(
+            f"day {day} ended (limit orders are day orders)"
+        ):
+            self._record_settled(settled, result)
         snapshot = self.portfolio.snapshot(self.prices)
         for row in snapshot["positions"]:
             result.daily_positions.append({"partition_date": day, **row})

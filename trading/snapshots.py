@@ -29,18 +29,22 @@ def build_snapshots(
     candles: pd.DataFrame,
     features: pd.DataFrame,
     regimes: pd.DataFrame | None = None,
+    *,
+    extra_features: tuple[str, ...] = (),
 ) -> list[MarketSnapshot]:
     """One snapshot per candle, in (ts, symbol) order.
 
     A candle without a feature row gets empty features (agents then abstain); one without a
-    regime row (warm-up) gets ``regime=None``.
+    regime row (warm-up) gets ``regime=None``. ``extra_features`` names further numeric columns
+    of ``features`` to pass on (e.g. ``peer_close``, another venue's close for the Arbitrage
+    agent).
     """
     bars = _keyed(candles, "candles")
     missing = [c for c in _OHLCV if c not in bars.columns]
     if missing:
         raise ValueError(f"candles are missing columns {missing}")
     bars = bars[["symbol", "ts", *_OHLCV]]
-    feature_columns = [c for c in FEATURE_COLUMNS if c != "close"]
+    feature_columns = [c for c in FEATURE_COLUMNS if c != "close"] + list(extra_features)
     feats = _keyed(features, "features")
     feats = feats[["symbol", "ts", *[c for c in feature_columns if c in feats.columns]]]
     merged = bars.merge(feats, on=["symbol", "ts"], how="left", validate="one_to_one")
