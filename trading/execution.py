@@ -4,7 +4,8 @@ Sizing is target-position based: the target notional is
 ``max(direction, 0) * confidence * scale * max_position_fraction * (1 - headroom) * equity``
 (long-only spot: a bearish or quorum-less proposal targets flat; ``scale`` is the smallest
 scale an agent asked for, e.g. the Risk agent's veto or the Execution agent's volatility
-target), and the order is the difference from the current position. Differences below
+target, and it only ever limits new exposure: see ``target_notional``), and the order is the
+difference from the current position. Differences below
 ``min_order_notional`` are not traded, except when the position has drifted above its limit,
 which is always reduced in full. ``headroom`` keeps targets a little inside the hard limit so
 ordinary price drift between bars does not immediately breach it.
@@ -140,11 +141,19 @@ class ExecutionEngine:
             },
         )
 
-    def target_notional(self, proposal: Proposal, equity: float) -> float:
+    def target_notional(self, proposal: Proposal, equity: float, current: float = 0.0) -> float:
+        """The position the proposal asks for, in quote.
+
+        ``scale`` limits new exposure but never forces a sale by itself: a scaled-down target
+        below the current position holds the position (unless the unscaled target is lower
+        still, i.e. the committee itself wants less). Otherwise a Risk agent scaling on gross
+        exposure would sell, see the exposure fall, and buy back on the next bar.
+        """
         if equity <= 0 or proposal.direction <= 0:
             return 0.0
         fraction = self.risk_gate.limits.max_position_fraction * (1 - self.sizing.headroom_fraction)
-        return proposal.direction * proposal.confidence * proposal.scale * fraction * equity
+        wanted = proposal.direction * proposal.confidence * fraction * equity
+        return max(wanted * proposal.scale, min(wanted, current))
 
     def settle(self, bar: Bar, portfolio: Portfolio) -> SettledOrder | None:
         """Work the symbol's resting limit order against ``bar`` (its next bar), then end it."""
@@ -197,7 +206,7 @@ class ExecutionEngine:
         equity = portfolio.equity(prices)
         held = portfolio.quantity(symbol)
         current = held * mark
-        target = self.target_notional(proposal, equity)
+        target = self.target_notional(proposal, equity, current)
         max_position = self.risk_gate.limits.max_position_fraction * equity
         over_limit = current > max_position
         difference = target - current
