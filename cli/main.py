@@ -1,4 +1,4 @@
-"""The ``coinswarm`` command: run the demo pipeline, open the UI's stores, stop them.
+"""The ``coinswarm`` command: run the demo pipeline, backtest the committee, stop the stores.
 
 A thin entry point over the packages: it sets up the local Dagster instance, launches the same
 jobs and sensor the UI and daemon use, and prints what happened.
@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     stop.set_defaults(func=cmd_stop)
     home = sub.add_parser("dagster-home", help="create the local Dagster instance, print its path")
     home.set_defaults(func=cmd_dagster_home)
+    from cli.backtest import add_parser as add_backtest
+
+    add_backtest(sub)
     return parser
 
 

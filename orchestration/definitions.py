@@ -11,13 +11,14 @@ from typing import Any
 
 import dagster as dg
 
+from assets.backtests import backtest_assets
 from assets.decisions import trading_session
 from assets.ingest.factory import raw_candle_assets, raw_candle_checks, raw_macro_assets
 from assets.signals.features import features
 from assets.signals.regime import regime
 from assets.transform import coinswarm_dbt_models
 from orchestration.deployment import Deployment, current_deployment
-from orchestration.jobs import daily_pipeline_job, ingest_job, trading_job
+from orchestration.jobs import backtest_job, daily_pipeline_job, ingest_job, trading_job
 from orchestration.resources.by_deployment import resources_for
 from orchestration.schedules import build_schedules
 from orchestration.sensors import build_fresh_signals_sensor
@@ -39,6 +40,7 @@ def build_definitions(
         jobs=[trading_job],
         sensors=[build_fresh_signals_sensor(running=automate)],
     )
+    backtests = dg.Definitions(assets=backtest_assets, jobs=[backtest_job])
     pipeline = dg.Definitions(
         jobs=[ingest_job, daily_pipeline_job], schedules=build_schedules(running=automate)
     )
@@ -47,6 +49,7 @@ def build_definitions(
         transform,
         signals,
         trading,
+        backtests,
         pipeline,
         dg.Definitions(resources=dict(resources or resources_for(deployment))),
     )

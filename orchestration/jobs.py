@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.groups import INGEST_GROUP, SIGNALS_GROUP, TRADING_GROUP, TRANSFORM_GROUP
+from orchestration.groups import (
+    BACKTEST_GROUP,
+    INGEST_GROUP,
+    SIGNALS_GROUP,
+    TRADING_GROUP,
+    TRANSFORM_GROUP,
+)
 from orchestration.partitions import daily_partitions
 
 ingest_job = dg.define_asset_job(
@@ -39,5 +45,14 @@ trading_job = dg.define_asset_job(
     description=(
         "The committee -> risk gate -> execution -> paper broker session for one day. Launched "
         "by the fresh-signals sensor, once per partition."
+    ),
+)
+
+backtest_job = dg.define_asset_job(
+    name="backtest_job",
+    selection=dg.AssetSelection.groups(BACKTEST_GROUP),
+    description=(
+        "Re-run every committee configuration's backtest over all staged candles and rewrite "
+        "its report (equity, trades, metrics, report.html)."
     ),
 )

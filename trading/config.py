@@ -26,6 +26,8 @@ from trading.risk import RiskGate, RiskLimits
 from trading.session import TradingSession
 
 DEFAULT_CONFIG = "committee.yaml"
+CONFIGS_DIR = Path(__file__).parent / "configs"
+"""Further shipped committee configs (each becomes a backtest report asset)."""
 
 
 class CommitteeConfigError(ValueError):
