@@ -56,6 +56,7 @@ _UNTRADED_EARLIER_DAY = sa.text(
 _LATER_TRADED_DAYS = sa.text(
     "SELECT partition_date FROM trading.pnl WHERE partition_date > :day ORDER BY 1"
 )
+_PEAK_EQUITY_BEFORE = sa.text("SELECT max(equity) FROM trading.pnl WHERE partition_date < :day")
 _FILLS_BEFORE = sa.text(
     "SELECT fill_id, client_order_id, symbol, ts, side, quantity, price, fee, liquidity "
     "FROM trading.fills WHERE ts < :start ORDER BY ts, fill_id"
@@ -141,6 +142,7 @@ def trading_session(
         later_days = [str(d) for d in conn.execute(_LATER_TRADED_DAYS, {"day": day}).scalars()]
         snapshots = load_snapshots(conn, window.start, window.end)
         history = load_fills_before(conn, window.start)
+        peak_equity = conn.execute(_PEAK_EQUITY_BEFORE, {"day": day}).scalar_one()
         last_closes = dict(
             conn.execute(_LAST_CLOSES, {"start": window.start, "interval": TRADED_FEED.interval})
             .tuples()
@@ -164,7 +166,7 @@ def trading_session(
     portfolio.mark(last_closes)
     session = build_session(config, portfolio=portfolio)
     session.prices.update(last_closes)
-    result = session.run(snapshots)
+    result = session.run(snapshots, peak_equity=peak_equity)
     violations = check_limits(session.portfolio, session.prices, config.risk)
     if violations:
         raise dg.Failure(

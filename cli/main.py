@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cli.backtest import add_parser as add_backtest
 
     add_backtest(sub)
+    from cli.evaluate import add_parser as add_evaluate
+
+    add_evaluate(sub)
     return parser
 
 

@@ -154,8 +154,14 @@ class TradingSession:
         return self.execution.risk_gate
 
     def run(
-        self, snapshots: Iterable[MarketSnapshot], *, on_step: StepHook | None = None
+        self,
+        snapshots: Iterable[MarketSnapshot],
+        *,
+        on_step: StepHook | None = None,
+        peak_equity: float | None = None,
     ) -> SessionResult:
+        """Step through ``snapshots``; ``peak_equity`` seeds the drawdown baseline when the run
+        resumes an account (the trading job passes the best end-of-day equity so far)."""
         ordered = sorted(snapshots, key=lambda s: (s.ts, s.symbol))
         for previous, current in itertools.pairwise(ordered):
             if (previous.ts, previous.symbol) == (current.ts, current.symbol):
@@ -171,7 +177,7 @@ class TradingSession:
                 if day is not None:
                     self._close_day(result, day)
                 day = ts.date()
-                gate.start_day(self.portfolio.equity(self.prices), day)
+                gate.start_day(self.portfolio.equity(self.prices), day, peak_equity=peak_equity)
             for snapshot in group:
                 self.prices[snapshot.symbol] = snapshot.bar.close
             for snapshot in group:
