@@ -54,6 +54,16 @@ class Sizing(BaseModel):
     headroom_fraction: float = Field(
         0.02, ge=0, lt=1, description="targets stay this share below max_position_fraction"
     )
+    rebalance_band_fraction: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description=(
+            "rebalances smaller than this share of a full position (max_position_fraction * "
+            "equity) are not traded, except exits to flat: confidence wobbling from bar to bar "
+            "would otherwise pay fees on every bar"
+        ),
+    )
 
 
 def client_order_id(symbol: str, ts: datetime, side: Side | str, quantity: float) -> str:
@@ -230,6 +240,12 @@ class ExecutionEngine:
             return hold(
                 f"rebalance {difference:+.6g} to target {target:.6g} is below "
                 f"min_order_notional {self.sizing.min_order_notional}"
+            )
+        band = self.sizing.rebalance_band_fraction * max_position
+        if abs(difference) < band and target > 0.0 and not over_limit:
+            return hold(
+                f"rebalance {difference:+.6g} to target {target:.6g} is inside the rebalance "
+                f"band {band:.6g}"
             )
 
         side = Side.BUY if difference > 0 else Side.SELL

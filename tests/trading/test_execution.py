@@ -124,3 +124,80 @@ def test_execute_refuses_a_mismatched_bar() -> None:
         execution.execute(
             proposal(1.0), Portfolio("BTC", 1.0), make_bar(symbol="LTC/BTC"), {"ETH/BTC": 0.1}
         )
+
+
+def proposal_with(direction: float, ts=T0, **fields) -> Proposal:
+    return proposal(direction, ts=ts).model_copy(update=fields)
+
+
+def test_rebalances_inside_the_band_are_held_but_exits_always_trade() -> None:
+    execution, broker = engine(Sizing(headroom_fraction=0.0, rebalance_band_fraction=0.2))
+    portfolio, prices = Portfolio("BTC", 1.0), {"ETH/BTC": 0.1}
+    execution.execute(proposal(1.0, 0.5), portfolio, make_bar(), prices)  # 0.125 BTC of ETH
+    t1, t2 = T0 + timedelta(minutes=5), T0 + timedelta(minutes=10)
+    # From 0.125 to 0.8 * 0.25 = 0.2 is 0.075 BTC, above the band of 0.2 * 0.25 = 0.05 ...
+    nudged = execution.execute(proposal(1.0, 0.6, t1), portfolio, make_bar(ts=t1), prices)
+    assert nudged.outcome == "hold" and "rebalance band" in nudged.reason  # 0.025 < 0.05
+    assert len(broker.orders) == 1
+    exit_ = execution.execute(proposal(0.0, 0.0, t2), portfolio, make_bar(ts=t2), prices)
+    assert exit_.outcome == "order" and portfolio.quantity("ETH/BTC") == 0.0
+
+
+def test_scale_limits_new_exposure_but_never_forces_a_sale() -> None:
+    execution, broker = engine()
+    portfolio, prices = Portfolio("BTC", 1.0), {"ETH/BTC": 0.1}
+    vetoed = execution.execute(proposal_with(1.0, scale=0.0), portfolio, make_bar(), prices)
+    assert vetoed.outcome == "hold" and broker.orders == []
+    execution.execute(proposal_with(1.0, scale=0.5), portfolio, make_bar(), prices)
+    assert portfolio.position_value("ETH/BTC", prices) == pytest.approx(0.125, rel=1e-3)
+    t1 = T0 + timedelta(minutes=5)
+    held = execution.execute(
+        proposal_with(1.0, ts=t1, scale=0.0), portfolio, make_bar(ts=t1), prices
+    )
+    assert held.outcome == "hold" and portfolio.quantity("ETH/BTC") > 0  # veto: no new exposure
+
+
+def test_sliced_rebalances_trade_one_slice_per_bar() -> None:
+    from trading.domain import ExecutionAdvice
+
+    execution, broker = engine(Sizing(headroom_fraction=0.0, min_order_notional=0.01))
+    portfolio, prices = Portfolio("BTC", 1.0), {"ETH/BTC": 0.1}
+    advice = ExecutionAdvice(slices=4)
+    for i in range(5):
+        ts = T0 + timedelta(minutes=5 * i)
+        execution.execute(
+            proposal_with(1.0, ts=ts, execution=advice), portfolio, make_bar(ts=ts), prices
+        )
+    # Each slice is a quarter of a full position at that bar's equity (fees shave it a little).
+    assert [o.quantity * 0.1 for o in broker.orders] == pytest.approx([0.0625] * 4, rel=3e-3)
+    assert portfolio.position_value("ETH/BTC", prices) == pytest.approx(0.25, rel=3e-3)
+
+
+def test_limit_orders_rest_one_bar_reserve_cash_and_fill_only_if_touched() -> None:
+    from trading.domain import ExecutionAdvice
+
+    execution, broker = engine()
+    portfolio, prices = Portfolio("BTC", 1.0), {"ETH/BTC": 0.1}
+    advice = ExecutionAdvice(order_type="limit", limit_offset_bps=50)
+    report = execution.execute(proposal_with(1.0, execution=advice), portfolio, make_bar(), prices)
+    assert report.order is not None and report.order.order_type == "limit"
+    assert report.order_status == "resting" and report.fills == ()
+    assert report.order.limit_price == pytest.approx(0.1 * (1 - 0.005))
+    assert execution.reservations().cash > 0.0 and portfolio.cash == 1.0
+    t1 = T0 + timedelta(minutes=5)
+    with pytest.raises(RuntimeError, match="resting order"):
+        execution.execute(proposal(1.0, ts=t1), portfolio, make_bar(ts=t1), prices)
+    untouched = make_bar(ts=t1, close=0.1, spread=0.001)  # low 0.0999 > limit 0.0995
+    settled = execution.settle(untouched, portfolio)
+    assert settled is not None and settled.status == "unfilled" and "cancelled" in settled.reason
+    assert execution.reservations().cash == 0.0
+    t2 = T0 + timedelta(minutes=10)
+    execution.execute(
+        proposal_with(1.0, ts=t2, execution=advice), portfolio, make_bar(ts=t2), prices
+    )
+    t3 = T0 + timedelta(minutes=15)
+    touched = make_bar(ts=t3, close=0.099, spread=0.01)  # low 0.098 < limit
+    settled = execution.settle(touched, portfolio)
+    assert settled is not None and settled.status == "filled"
+    assert settled.fills[0].liquidity == "maker"
+    assert settled.fills[0].price == pytest.approx(0.1 * (1 - 0.005))
