@@ -23,9 +23,10 @@ from orchestration.partitions import daily_partitions
 from orchestration.resources.committee import CommitteeConfigResource
 from orchestration.resources.postgres import PostgresStoreResource
 from trading.config import build_session
-from trading.domain import Fill, MarketSnapshot
+from trading.domain import Fill, MarketSnapshot, Vote
 from trading.portfolio import Portfolio
 from trading.risk import check_limits
+from trading.session import PastDecision
 from trading.snapshots import build_snapshots
 
 _CANDLES = sa.text(
@@ -56,7 +57,20 @@ _UNTRADED_EARLIER_DAY = sa.text(
 _LATER_TRADED_DAYS = sa.text(
     "SELECT partition_date FROM trading.pnl WHERE partition_date > :day ORDER BY 1"
 )
-_PEAK_EQUITY_BEFORE = sa.text("SELECT max(equity) FROM trading.pnl WHERE partition_date < :day")
+_PEAK_EQUITY_BEFORE = sa.text(
+    "SELECT max(greatest(peak_equity, equity)) FROM trading.pnl WHERE partition_date < :day"
+)
+_DECISIONS_BEFORE = sa.text(
+    """
+    SELECT d.symbol, d.ts, d.direction, d.confidence, d.votes, d.regime,
+           c.open, c.high, c.low, c.close, c.volume
+    FROM trading.decisions d
+    JOIN analytics.stg_binance_ohlcv c
+      ON c.symbol = d.symbol AND c.open_time = d.ts AND c."interval" = :interval
+    WHERE d.ts < :start
+    ORDER BY d.ts, d.symbol
+    """
+)
 _FILLS_BEFORE = sa.text(
     "SELECT fill_id, client_order_id, symbol, ts, side, quantity, price, fee, liquidity "
     "FROM trading.fills WHERE ts < :start ORDER BY ts, fill_id"
@@ -106,6 +120,27 @@ def load_snapshots(conn: sa.Connection, start: datetime, end: datetime) -> list[
     return build_snapshots(featured, features, regimes)
 
 
+def load_decisions_before(conn: sa.Connection, start: datetime) -> list[PastDecision]:
+    """Every earlier decision with its bar and regime, to replay into the committee's learners."""
+    rows = conn.execute(
+        _DECISIONS_BEFORE, {"start": start, "interval": TRADED_FEED.interval}
+    ).mappings()
+    history = []
+    for row in rows:
+        ts = pd.Timestamp(row["ts"]).to_pydatetime()
+        bar = {k: row[k] for k in ("open", "high", "low", "close", "volume")}
+        snapshot = MarketSnapshot(
+            symbol=row["symbol"],
+            ts=ts,
+            bar={"symbol": row["symbol"], "ts": ts, **bar},
+            features={},
+            regime=row["regime"],
+        )
+        votes = tuple(Vote.model_validate(v) for v in row["votes"])
+        history.append(PastDecision(snapshot, votes, row["direction"], row["confidence"]))
+    return history
+
+
 def load_fills_before(conn: sa.Connection, start: datetime) -> list[Fill]:
     rows = conn.execute(_FILLS_BEFORE, {"start": start}).mappings().all()
     return [Fill(**{**row, "ts": pd.Timestamp(row["ts"]).to_pydatetime()}) for row in rows]
@@ -143,6 +178,7 @@ def trading_session(
         snapshots = load_snapshots(conn, window.start, window.end)
         history = load_fills_before(conn, window.start)
         peak_equity = conn.execute(_PEAK_EQUITY_BEFORE, {"day": day}).scalar_one()
+        past_decisions = load_decisions_before(conn, window.start)
         last_closes = dict(
             conn.execute(_LAST_CLOSES, {"start": window.start, "interval": TRADED_FEED.interval})
             .tuples()
@@ -166,6 +202,7 @@ def trading_session(
     portfolio.mark(last_closes)
     session = build_session(config, portfolio=portfolio)
     session.prices.update(last_closes)
+    replayed = session.replay(past_decisions)
     result = session.run(snapshots, peak_equity=peak_equity)
     violations = check_limits(session.portfolio, session.prices, config.risk)
     if violations:
@@ -219,6 +256,7 @@ def trading_session(
             "risk_state": str(pnl.get("risk_state", "")),
             "risk_violations": len(violations),
             "later_days_to_retrade": later_days,
+            "decisions_replayed_into_learners": replayed,
         },
     }
     for name, count in written.items():

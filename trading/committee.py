@@ -136,3 +136,29 @@ class Committee:
             quorum_met=True,
             **common,
         )
+
+    def replay(
+        self,
+        snapshot: MarketSnapshot,
+        votes: tuple[Vote, ...],
+        direction: float,
+        confidence: float,
+    ) -> None:
+        """Feed a past decision to the learners exactly as ``decide`` did when it was made.
+
+        A daily run rebuilds its weight learner and reflection this way from the decisions
+        stored by earlier days, so trading day by day learns the same as one continuous run.
+        Agents are not called: their votes are the stored ones.
+        """
+        weights = {name: float(w) for name, w in self.weights(snapshot).items()}
+        proposal = Proposal(
+            symbol=snapshot.symbol,
+            ts=snapshot.ts,
+            direction=direction,
+            confidence=confidence,
+            votes=votes,
+            quorum_met=direction != 0.0,  # combine() never makes a quorate direction of 0
+            weights=weights,
+        )
+        for observer in self.observers:
+            observer.observe(snapshot, proposal)

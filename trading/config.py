@@ -20,10 +20,13 @@ from trading.brokers.paper import PaperBroker
 from trading.committee import Committee
 from trading.execution import ExecutionEngine, Sizing
 from trading.features import FeatureWindows
+from trading.planner import Planner, PlannerConfig
 from trading.portfolio import Portfolio
+from trading.reflection import Reflection, ReflectionConfig
 from trading.regime import RegimeRule
 from trading.risk import RiskGate, RiskLimits
 from trading.session import TradingSession
+from trading.weights import PerformanceWeights, WeightingConfig
 
 DEFAULT_CONFIG = "committee.yaml"
 CONFIGS_DIR = Path(__file__).parent / "configs"
@@ -50,6 +53,9 @@ class CommitteeConfig(BaseModel):
     quote: str = Field(pattern=r"^[A-Z0-9]{1,20}$")
     features: FeatureWindows = FeatureWindows()
     regime: RegimeRule = RegimeRule()
+    weighting: WeightingConfig = WeightingConfig()
+    planner: PlannerConfig = PlannerConfig()
+    reflection: ReflectionConfig = ReflectionConfig()
 
     @model_validator(mode="after")
     def _check_cross_fields(self) -> CommitteeConfig:
@@ -64,6 +70,12 @@ class CommitteeConfig(BaseModel):
         negative = sorted(n for n, w in self.weights.items() if not w >= 0)
         if negative:
             raise ValueError(f"weights: must be >= 0 for {negative}")
+        self.planner.check_agents(names)
+        for index, spec in enumerate(self.agents):
+            try:  # build once now, so a bad parameter fails at load time, naming the agent
+                build_agent(spec)
+            except ValueError as exc:
+                raise ValueError(f"agents.{index} ({spec.name}): {exc}") from None
         if self.quorum > len(self.agents):
             raise ValueError(f"quorum: {self.quorum} exceeds the {len(self.agents)} agents")
         if self.fee_bps + self.slippage_bps > self.risk.execution_cost_allowance_bps:
@@ -114,18 +126,40 @@ def load_committee_config(path: str | Path | None = None) -> CommitteeConfig:
 
 
 def build_session(config: CommitteeConfig, portfolio: Portfolio | None = None) -> TradingSession:
-    """Wire agents -> committee -> risk gate -> execution -> paper broker from ``config``."""
+    """Wire agents -> committee (weights learned walk-forward under the planner's priors,
+    watched by reflection) -> risk gate -> execution -> paper broker from ``config``.
+
+    Every call builds fresh learners: their state is one pass over time.
+    """
     if portfolio is None:
         portfolio = Portfolio(config.quote, config.initial_cash)
     elif portfolio.quote != config.quote:
         raise CommitteeConfigError(
             f"portfolio is quoted in {portfolio.quote}, the config in {config.quote}"
         )
+    planner = Planner(config.planner, config.weights)
+    provider = PerformanceWeights(config.weights, config.weighting, planner)
+    reflection_config = config.reflection
+    shares_tracker = (
+        reflection_config.horizon_bars == config.weighting.horizon_bars
+        and reflection_config.min_samples <= config.weighting.lookback
+    )
+    observers = []
+    if reflection_config.enabled:
+        observers.append(
+            Reflection(
+                reflection_config,
+                quorum=config.quorum,
+                min_confidence=config.min_confidence,
+                tracker=provider.tracker if shares_tracker else None,
+            )
+        )
     committee = Committee(
         [build_agent(spec) for spec in config.agents],
-        config.weights,
+        provider,
         quorum=config.quorum,
         min_confidence=config.min_confidence,
+        observers=observers,
     )
     broker = PaperBroker(
         fee_bps=config.fee_bps,

@@ -304,7 +304,9 @@ class RiskGate:
             return self._reject(f"long-only spot: no {base} held to sell")
         caps = {
             "held quantity (long-only spot)": held,
-            "max_order_fraction": self._order_cap(intent, equity),
+            # A sell's fee comes out of its proceeds and adds no exposure, so unlike a buy its
+            # cap carries no cost allowance (an all-in position closes in one order).
+            "max_order_fraction": self.limits.max_order_fraction * equity / intent.reference_price,
         }
         return self._fit(intent, caps)
 

@@ -108,6 +108,17 @@ def fill_row(fill: Fill) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class PastDecision:
+    """A stored decision to replay into the committee's learners (see ``TradingSession.replay``);
+    ``snapshot`` needs the bar and regime it was made on, not its features."""
+
+    snapshot: MarketSnapshot
+    votes: tuple[Vote, ...]
+    direction: float
+    confidence: float
+
+
+@dataclass(frozen=True)
 class SessionResult:
     """Everything a run produced; ``positions``/``pnl`` are the final day's end state."""
 
@@ -152,6 +163,17 @@ class TradingSession:
     @property
     def risk_gate(self) -> RiskGate:
         return self.execution.risk_gate
+
+    def replay(self, history: Iterable[PastDecision]) -> int:
+        """Rebuild the committee's learned state from earlier decisions, in (ts, symbol) order.
+
+        Call it before ``run`` when resuming an account; returns how many were replayed.
+        """
+        count = 0
+        for past in sorted(history, key=lambda p: (p.snapshot.ts, p.snapshot.symbol)):
+            self.committee.replay(past.snapshot, past.votes, past.direction, past.confidence)
+            count += 1
+        return count
 
     def run(
         self,
@@ -268,5 +290,6 @@ class TradingSession:
                 "gross_exposure": snapshot["gross_exposure"],
                 "net_exposure": snapshot["net_exposure"],
                 "risk_state": self.execution.risk_gate.state.value,
+                "peak_equity": self.execution.risk_gate.peak_equity,
             }
         )

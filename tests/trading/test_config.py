@@ -5,7 +5,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from trading.agents.arbitrage import ArbitrageAgent
+from trading.agents.execution import ExecutionAgent
 from trading.agents.mean_reversion import MeanReversionAgent
+from trading.agents.risk import RiskAgent
 from trading.agents.trend import TrendAgent
 from trading.config import (
     CommitteeConfigError,
@@ -30,8 +33,14 @@ def test_the_packaged_default_loads_and_builds_a_session() -> None:
     assert config.risk.max_daily_loss_fraction == 0.05
     session = build_session(config)
     agents = session.committee.agents
-    assert [type(a) for a in agents] == [TrendAgent, MeanReversionAgent]
+    assert [type(a) for a in agents] == [
+        TrendAgent, MeanReversionAgent, RiskAgent, ExecutionAgent, ArbitrageAgent,
+    ]  # fmt: skip
     assert session.portfolio.cash == 1.0 and session.portfolio.quote == "BTC"
+    assert type(session.committee.weight_provider).__name__ == "PerformanceWeights"
+    assert [type(o).__name__ for o in session.committee.observers] == [
+        "PerformanceWeights", "Reflection",
+    ]  # fmt: skip
 
 
 def test_a_config_round_trips_through_yaml(tmp_path: Path) -> None:
@@ -48,7 +57,13 @@ def test_a_config_round_trips_through_yaml(tmp_path: Path) -> None:
         (lambda d: d["agents"][0].update(klass="x"), "agents.0.klass"),
         (lambda d: d.update(quorum=0), "quorum"),
         (lambda d: d["weights"].pop("trend"), "weights: missing agents ['trend']"),
-        (lambda d: d.update(quorum=3), "quorum: 3 exceeds"),
+        (lambda d: d.update(quorum=6), "quorum: 6 exceeds"),
+        (lambda d: d["planner"]["priors"].update(ranging={"trnd": 1.0}), "planner.priors.ranging"),
+        (lambda d: d["planner"]["priors"].update(sideways={"trend": 1.0}), "sideways"),
+        (lambda d: d["weighting"].update(scheme="magic"), "weighting.scheme"),
+        (lambda d: d["features"].update(sma_fast=100), "sma_fast"),
+        (lambda d: d["sizing"].update(rebalance_band_fraction=1.5), "rebalance_band_fraction"),
+        (lambda d: d["agents"][2]["params"].update(drawdown_hard=0.01), "drawdown"),
         (lambda d: d.update(fee_bps=60), "execution_cost_allowance_bps"),
         (lambda d: d.update(quote="btc"), "quote"),
     ],

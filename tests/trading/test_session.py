@@ -16,7 +16,7 @@ from trading.features import compute_features
 from trading.portfolio import Portfolio
 from trading.regime import classify_regimes
 from trading.risk import RiskState, check_limits
-from trading.session import SessionResult
+from trading.session import PastDecision, SessionResult
 from trading.snapshots import build_snapshots
 
 
@@ -74,7 +74,9 @@ def test_session_over_real_data_trades_within_limits_and_is_deterministic(
         "symbol", "ts", "partition_date", "direction", "confidence", "regime", "votes",
         "outcome", "reason",
     }  # fmt: skip
-    assert {v["agent"] for v in decision_row["votes"]} == {"trend", "mean_reversion"}
+    assert {v["agent"] for v in decision_row["votes"]} == {
+        a.name for a in load_committee_config().agents
+    }
 
     # The trading job resumes a day from stored fills: the rebuilt state is the live state.
     prices = {s.symbol: s.bar.close for s in snapshots[-2:]}
@@ -89,20 +91,35 @@ def test_session_over_real_data_trades_within_limits_and_is_deterministic(
 
 
 def test_a_day_split_in_two_runs_equals_one_run(snapshots: list[MarketSnapshot]) -> None:
-    """Running day by day with a portfolio rebuilt from stored fills gives the same trades."""
+    """Trading day by day, as the trading job does, gives the same trades as one run: each day
+    rebuilds its portfolio from stored fills, its learners from stored decisions (replay) and
+    its drawdown baseline from the stored peak equity."""
     days = sorted({s.ts.date() for s in snapshots})[:4]
     window = [s for s in snapshots if s.ts.date() in days]
     whole = build_session(load_committee_config()).run(window)
 
     config = load_committee_config()
-    fills = []
+    fills: list = []
+    decisions: list = []
+    peak = None
+    by_key = {(s.symbol, s.ts): s for s in window}
     for day in days:
         portfolio = Portfolio.from_fills(config.initial_cash, fills, quote=config.quote)
         session = build_session(config, portfolio)
         if fills:
             session.prices.update({s.symbol: s.bar.close for s in window if s.ts.date() < day})
-        fills.extend(session.run([s for s in window if s.ts.date() == day]).fills)
+        replayed = session.replay(
+            PastDecision(by_key[(d.symbol, d.ts)], d.votes, d.direction, d.confidence)
+            for d in decisions
+        )
+        assert replayed == len(decisions)
+        result = session.run([s for s in window if s.ts.date() == day], peak_equity=peak)
+        fills.extend(result.fills)
+        decisions.extend(result.decisions)
+        peak = result.daily_pnl[-1]["peak_equity"]
     assert [f.fill_id for f in fills] == [f.fill_id for f in whole.fills]
+    assert [d.as_row() for d in decisions] == whole.decision_rows()
+    assert len(fills) > 0
 
 
 def test_kill_switch_stops_all_orders(snapshots: list[MarketSnapshot]) -> None:

@@ -29,6 +29,7 @@ from trading.config import CommitteeConfig, build_session
 from trading.domain import Side
 from trading.features import compute_features
 from trading.portfolio import Portfolio
+from trading.reflection import Reflection
 from trading.regime import classify_regimes
 from trading.session import DecisionRecord, SessionResult
 from trading.snapshots import build_snapshots
@@ -323,7 +324,7 @@ def run_backtest(
     )
     positions["ts"] = pd.to_datetime(positions["ts"], utc=True)
     trades = _trade_frame(result.fills, quote)
-    weights = _weights_frame(session, timestamps[0] if timestamps else None)
+    weights = _weights_frame(session)
     metrics = _metrics(
         config, datasets, candles, equity, positions, trades, result, session, weights
     )
@@ -339,18 +340,12 @@ def run_backtest(
     )
 
 
-def _weights_frame(session: Any, start: Any) -> pd.DataFrame:
-    """Agent weights over time from the committee's weight provider, when it keeps a history
-    (static weights: one row per agent at ``start``)."""
+def _weights_frame(session: Any) -> pd.DataFrame:
+    """Agent weights over time: one row per walk-forward window and agent."""
     provider = session.committee.weight_provider
-    history = getattr(provider, "history", None)
-    rows: list[tuple[Any, str, float]] = []
-    if history:
-        for ts, weights in history:
-            rows.extend((ts, agent, float(w)) for agent, w in sorted(weights.items()))
-    else:
-        static = getattr(provider, "_weights", None) or {}
-        rows.extend((start, agent, float(w)) for agent, w in sorted(static.items()))
+    rows = [
+        (row["window_start"], row["agent"], row["weight"]) for row in provider.history_rows()
+    ]
     frame = pd.DataFrame(rows, columns=["ts", "agent", "weight"])
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
     return frame
@@ -380,13 +375,12 @@ def _metrics(
     hit_rates, correlation = agent_statistics(result.decisions, candles)
     outcomes = pd.Series([d.outcome for d in result.decisions]).value_counts()
     halted = equity.loc[equity["risk_state"] == "halted", "ts"]
-    learning: dict[str, Any] = {}
     provider = session.committee.weight_provider
-    if hasattr(provider, "summary"):
-        learning["weighting"] = provider.summary()
+    learning: dict[str, Any] = {"weighting": provider.summary()}
     notes: list[Any] = []
     for observer in session.committee.observers:
-        if hasattr(observer, "notes"):
+        if isinstance(observer, Reflection):
+            learning["reflection"] = observer.summary()
             notes.extend(note.model_dump(mode="json") for note in observer.notes)
     return {
         "symbols": sorted(candles["symbol"].unique().tolist()),

@@ -46,7 +46,7 @@ CONTRACT: dict[str, set[str]] = {
     },
     "trading.pnl": {
         "partition_date", "cash", "equity", "realized_pnl", "unrealized_pnl", "fees",
-        "gross_exposure", "net_exposure", "risk_state",
+        "gross_exposure", "net_exposure", "risk_state", "peak_equity",
     },
 }  # fmt: skip
 
