@@ -7,11 +7,13 @@ and writes equity.csv, trades.csv, metrics.json and report.html under
 materialisation's metadata, so the UI compares configurations run to run.
 """
 
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
+import yaml
 
 from assets.ingest.registry import TRADED_FEED
 from orchestration.deployment import coinswarm_home
@@ -20,13 +22,29 @@ from orchestration.resources.postgres import PostgresStoreResource
 from trading.backtest.data import Dataset
 from trading.backtest.engine import run_backtest
 from trading.backtest.outputs import write_outputs
-from trading.config import CONFIGS_DIR, load_committee_config
+from trading.config import CommitteeConfig, load_committee_config
+from trading.planner import PlannerConfig
+from trading.weights import WeightingConfig
 
-BACKTEST_CONFIGS: dict[str, Path | None] = {
-    "default": None,
-    **{path.stem: path for path in sorted(CONFIGS_DIR.glob("*.yaml"))},
+
+def default_committee() -> CommitteeConfig:
+    return load_committee_config()
+
+
+def static_weights_committee() -> CommitteeConfig:
+    """The default committee with its base weights frozen: no learned multipliers, no planner
+    priors. Side by side with ``default`` it shows what the dynamic weighting adds."""
+    config = load_committee_config()
+    return config.model_copy(
+        update={"weighting": WeightingConfig(scheme="static"), "planner": PlannerConfig()}
+    )
+
+
+BACKTEST_CONFIGS = {
+    "default": (default_committee, "trading/committee.yaml, the trading job's committee"),
+    "static_weights": (static_weights_committee, "the default with static weights, no planner"),
 }
-"""Report name -> committee YAML (None: the packaged default the trading job uses)."""
+"""Report name -> (config factory, what it is)."""
 
 _STAGED = sa.text(
     "SELECT symbol, open_time AS ts, open, high, low, close, volume "
@@ -54,15 +72,16 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.2%}"
 
 
-def build_backtest_asset(name: str, config_path: Path | None) -> dg.AssetsDefinition:
+def build_backtest_asset(
+    name: str, make_config: Callable[[], CommitteeConfig], what: str
+) -> dg.AssetsDefinition:
     @dg.asset(
         key=["backtests", name],
         group_name=BACKTEST_GROUP,
         kinds={"python", "html"},
         deps=[dg.AssetKey(["analytics", "stg_binance_ohlcv"])],
         description=(
-            f"Backtest report of the committee config '{name}' "
-            f"({config_path.name if config_path else 'trading/committee.yaml'}) over every "
+            f"Backtest report of the committee config '{name}' ({what}) over every "
             "quality-gated candle: equity and drawdown against buy-and-hold, trades, metrics, "
             "per-agent hit rates, weights over time and reflection notes."
         ),
@@ -70,7 +89,7 @@ def build_backtest_asset(name: str, config_path: Path | None) -> dg.AssetsDefini
     def backtest_report(
         context: dg.AssetExecutionContext, postgres: PostgresStoreResource
     ) -> dg.MaterializeResult:
-        config = load_committee_config(config_path)
+        config = make_config()
         datasets = load_staged_datasets(postgres)
         if not datasets:
             raise dg.Failure(
@@ -79,7 +98,7 @@ def build_backtest_asset(name: str, config_path: Path | None) -> dg.AssetsDefini
             )
         result = run_backtest(datasets, config)
         out = coinswarm_home() / "reports" / "backtests" / name
-        config_text = config_path.read_text(encoding="utf-8") if config_path else None
+        config_text = yaml.safe_dump(config.model_dump(mode="json", by_alias=True), sort_keys=False)
         paths = write_outputs(
             result, out, title=f"Backtest '{name}' on staged candles", config_text=config_text
         )
@@ -114,4 +133,4 @@ def build_backtest_asset(name: str, config_path: Path | None) -> dg.AssetsDefini
     return backtest_report
 
 
-backtest_assets = [build_backtest_asset(n, p) for n, p in BACKTEST_CONFIGS.items()]
+backtest_assets = [build_backtest_asset(n, f, w) for n, (f, w) in BACKTEST_CONFIGS.items()]

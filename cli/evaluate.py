@@ -6,6 +6,10 @@ run's own files, ``evaluation.md`` and ``evaluation.json``: per dataset the Shar
 rate, maximum drawdown and return against buy-and-hold, the committee's hit rate and the mean
 absolute correlation between agents' signals. A file that is not an OHLCV price series (e.g. a
 funding-rate series) is listed with the reason it was skipped.
+
+Without ``--config`` each file gets the committee made for its bar length, decided before any
+run: the packaged default (5-minute windows) below an hour, ``trading/configs/swing.yaml`` from
+an hour up.
 """
 
 from __future__ import annotations
@@ -20,7 +24,19 @@ from typing import Any
 from trading.backtest.data import DatasetError, load_dataset
 from trading.backtest.engine import run_backtest
 from trading.backtest.outputs import write_outputs
-from trading.config import CommitteeConfigError, load_committee_config
+from trading.config import CONFIGS_DIR, CommitteeConfig, CommitteeConfigError, load_committee_config
+
+SWING_FROM_SECONDS = 3600.0
+SWING_CONFIG = CONFIGS_DIR / "swing.yaml"
+
+
+def config_for_bars(bar_seconds: float, explicit: Path | None) -> tuple[Path | None, str]:
+    """(config path, label): the explicit one, or the default / swing one by bar length."""
+    if explicit is not None:
+        return explicit, str(explicit)
+    if bar_seconds >= SWING_FROM_SECONDS:
+        return SWING_CONFIG, "trading/configs/swing.yaml"
+    return None, "trading/committee.yaml"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,11 +53,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=cmd_evaluate)
 
 
-def _row(name: str, metrics: dict[str, Any]) -> dict[str, Any]:
+def _row(name: str, config: str, metrics: dict[str, Any]) -> dict[str, Any]:
     strategy, bench = metrics["strategy"], metrics["benchmark_buy_and_hold"]
     committee = metrics["per_agent"].get("committee", {})
     return {
         "dataset": name,
+        "config": config,
         "symbols": metrics["symbols"],
         "bars": metrics["bars"],
         "total_return": strategy["total_return"],
@@ -68,19 +85,20 @@ def _num(value: float | None, digits: int = 2) -> str:
 
 def render_markdown(rows: list[dict[str, Any]], skipped: dict[str, str], config: str) -> str:
     lines = [
-        f"Committee config: `{config}`. Every figure is out of sample for the committee's "
+        f"Committee config: {config}. Every figure is out of sample for the committee's "
         "weights (learned walk-forward from realised outcomes only); agent parameters were "
         "fixed before these runs.",
         "",
-        "| dataset | bars | return | buy & hold | Sharpe | B&H Sharpe | win rate (exits) "
-        "| max DD | B&H max DD | committee hit rate | mean abs agent corr |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| dataset | config | bars | return | buy & hold | Sharpe | B&H Sharpe "
+        "| win rate (exits) | max DD | B&H max DD | committee hit rate | mean abs agent corr |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         win = "n/a" if r["win_rate"] is None else f"{r['win_rate']:.1%}"
         hit = "n/a" if r["committee_hit_rate"] is None else f"{r['committee_hit_rate']:.1%}"
         lines.append(
-            f"| {r['dataset']} | {r['bars']:,} | {_pct(r['total_return'])} "
+            f"| {r['dataset']} | {Path(r['config']).stem} | {r['bars']:,} "
+            f"| {_pct(r['total_return'])} "
             f"| {_pct(r['buy_and_hold_return'])} | {_num(r['sharpe_ratio'])} "
             f"| {_num(r['buy_and_hold_sharpe'])} | {win} ({r['n_trades']}) "
             f"| {_pct(r['max_drawdown'])} | {_pct(r['buy_and_hold_max_drawdown'])} | {hit} "
@@ -92,8 +110,17 @@ def render_markdown(rows: list[dict[str, Any]], skipped: dict[str, str], config:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    configs: dict[str, tuple[CommitteeConfig, str | None]] = {}
+
+    def committee(path: Path | None, label: str) -> tuple[CommitteeConfig, str | None]:
+        if label not in configs:
+            text = path.read_text(encoding="utf-8") if path is not None else None
+            configs[label] = (load_committee_config(path), text)
+        return configs[label]
+
     try:
-        config = load_committee_config(args.config)
+        if args.config is not None:
+            committee(args.config, str(args.config))
     except CommitteeConfigError as exc:
         print(f"coinswarm evaluate: {exc}", file=sys.stderr)
         return 2
@@ -101,7 +128,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not files:
         print(f"coinswarm evaluate: no *.csv in {args.data_dir}", file=sys.stderr)
         return 2
-    config_text = args.config.read_text(encoding="utf-8") if args.config else None
     rows: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
     for path in files:
@@ -111,21 +137,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             skipped[path.name] = str(exc)
             print(f"skip {path.name}: {exc}", flush=True)
             continue
+        config_path, label = config_for_bars(dataset.bar_seconds, args.config)
+        config, config_text = committee(config_path, label)
         started = time.perf_counter()
         result = run_backtest([dataset], config)
         seconds = time.perf_counter() - started
         write_outputs(
             result, args.out / path.stem, title=f"Backtest: {path.name}", config_text=config_text
         )
-        row = _row(path.name, result.metrics)
+        row = _row(path.name, label, result.metrics)
         rows.append(row)
         print(
-            f"{path.name}: return {_pct(row['total_return'])} vs buy-and-hold "
-            f"{_pct(row['buy_and_hold_return'])}, Sharpe {_num(row['sharpe_ratio'])} "
-            f"({row['bars']:,} bars in {seconds:.1f} s)",
+            f"{path.name} [{Path(label).stem}]: return {_pct(row['total_return'])} vs "
+            f"buy-and-hold {_pct(row['buy_and_hold_return'])}, Sharpe "
+            f"{_num(row['sharpe_ratio'])} ({row['bars']:,} bars in {seconds:.1f} s)",
             flush=True,
         )
-    name = str(args.config) if args.config else "trading/committee.yaml (packaged default)"
+    name = (
+        f"`{args.config}`"
+        if args.config
+        else "`trading/committee.yaml` below 1h bars, `trading/configs/swing.yaml` from 1h up"
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "evaluation.md").write_text(render_markdown(rows, skipped, name), encoding="utf-8")
     (args.out / "evaluation.json").write_text(
