@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 export COINSWARM_HOME ?= $(CURDIR)/.coinswarm
 export DAGSTER_HOME ?= $(COINSWARM_HOME)/dagster
 # Debian packages of the real servers the integration tests start (InfluxDB 1.6.7 for the tick store).
-TEST_DEBS := influxdb
+TEST_DEBS := influxdb nats-server
 
 .PHONY: setup demo ui test test-fast system-deps lint stop clean
 
