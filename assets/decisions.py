@@ -25,6 +25,7 @@ from orchestration.resources.postgres import PostgresStoreResource
 from trading.config import build_session
 from trading.domain import Fill, MarketSnapshot, Vote
 from trading.portfolio import Portfolio
+from trading.reflection import Reflection
 from trading.risk import check_limits
 from trading.session import PastDecision
 from trading.snapshots import build_snapshots
@@ -242,6 +243,16 @@ def trading_session(
                 conn, "trading.pnl", tables["pnl"], partition_expr="partition_date", **kw
             ),
         }
+    notes = [
+        f"{note.ts.isoformat()} {note.layer}/{note.subject} {note.kind}: {note.message}"
+        for observer in session.committee.observers
+        if isinstance(observer, Reflection)
+        for note in observer.notes
+        if window.start <= note.ts < window.end
+    ]
+    for note in notes:
+        context.log.warning("reflection: %s", note)
+    weights = session.committee.weight_provider.summary().get("current") or {}
     pnl = tables["pnl"].iloc[0].to_dict() if not tables["pnl"].empty else {}
     outcomes = tables["decisions"]["outcome"].value_counts().to_dict()
     summary = {
@@ -257,6 +268,8 @@ def trading_session(
             "risk_violations": len(violations),
             "later_days_to_retrade": later_days,
             "decisions_replayed_into_learners": replayed,
+            "agent_weights": weights.get("weights", {}),
+            "reflection_notes": notes,
         },
     }
     for name, count in written.items():

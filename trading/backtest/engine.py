@@ -343,9 +343,7 @@ def run_backtest(
 def _weights_frame(session: Any) -> pd.DataFrame:
     """Agent weights over time: one row per walk-forward window and agent."""
     provider = session.committee.weight_provider
-    rows = [
-        (row["window_start"], row["agent"], row["weight"]) for row in provider.history_rows()
-    ]
+    rows = [(row["window_start"], row["agent"], row["weight"]) for row in provider.history_rows()]
     frame = pd.DataFrame(rows, columns=["ts", "agent", "weight"])
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
     return frame
@@ -405,6 +403,10 @@ def _metrics(
         "per_agent": hit_rates,
         "agent_correlation": correlation,
         "mean_abs_agent_correlation": mean_abs_correlation(correlation),
+        "weights_over_time": {
+            ts.isoformat(): {row.agent: row.weight for row in group.itertuples()}
+            for ts, group in weights.groupby("ts", sort=True)
+        },
         "weights_final": {
             row.agent: row.weight for row in weights.groupby("agent").tail(1).itertuples()
         }
