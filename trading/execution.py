@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from trading.brokers.base import Broker
 from trading.domain import Bar, Fill, Order, OrderIntent, Proposal, Side
 from trading.portfolio import Portfolio
-from trading.risk import Reservations, RiskDecision, RiskGate
+from trading.risk import Reservations, RiskDecision, RiskGate, RiskState
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +170,12 @@ class ExecutionEngine:
         resting = self._resting.pop(bar.symbol, None)
         if resting is None:
             return None
+        if self.risk_gate.state is RiskState.HALTED:
+            return SettledOrder(
+                order=resting.order,
+                fills=(),
+                reason=f"{resting.reason}; cancelled: {self.risk_gate.halt_reason}",
+            )
         if bar.ts <= resting.order.ts:
             raise ValueError(
                 f"resting order {resting.order.client_order_id} from {resting.order.ts} "

@@ -22,6 +22,12 @@ logger = logging.getLogger(__name__)
 _QTY_TOLERANCE = 1e-12
 
 
+def booking_order(fill: Fill) -> tuple:
+    """The order a session books fills in: by bar; within a bar, resting limit orders (maker)
+    settle before new market orders (taker) are placed; then by symbol."""
+    return (fill.ts, fill.liquidity != "maker", fill.symbol, fill.fill_id)
+
+
 class AccountingError(ValueError):
     """A fill that a long-only, unlevered spot account cannot book."""
 
@@ -48,13 +54,13 @@ class Portfolio:
     def from_fills(
         cls, initial_cash: float, fills: Iterable[Fill], *, quote: str = "BTC"
     ) -> Portfolio:
-        """Rebuild the state from a fill history, in (ts, symbol, fill_id) order.
+        """Rebuild the state from a fill history, in ``booking_order``.
 
-        The order matches the session's own (timestamp, then symbol), so replaying stored fills
-        reproduces the live state exactly, whatever order the store returned them in.
+        The order matches the session's own, so replaying stored fills reproduces the live state
+        exactly, whatever order the store returned them in.
         """
         portfolio = cls(quote, initial_cash)
-        for fill in sorted(fills, key=lambda f: (f.ts, f.symbol, f.fill_id)):
+        for fill in sorted(fills, key=booking_order):
             portfolio.apply_fill(fill)
         return portfolio
 

@@ -322,6 +322,8 @@ class RiskGate:
         ref = intent.reference_price
         mark = float(prices.get(intent.symbol, ref))
         f, g = limits.max_position_fraction, limits.max_gross_exposure_fraction
+        # Resting buys will pay their costs too: size against the equity left after them.
+        equity -= max(0.0, reserved.cash - reserved.gross_buy_value)
         position_value = portfolio.quantity(intent.symbol) * mark
         position_value += reserved.buy_value.get(intent.symbol, 0.0)
         gross = portfolio.gross_exposure(prices) + reserved.gross_buy_value
@@ -331,6 +333,16 @@ class RiskGate:
             "max_gross_exposure_fraction": (g * equity - gross) / (mark + g * a * ref),
             "available cash": (portfolio.cash - reserved.cash) / (ref * (1.0 + a)),
         }
+        others = [
+            portfolio.position_value(symbol, prices) + reserved.buy_value.get(symbol, 0.0)
+            for symbol in {*portfolio.positions, *reserved.buy_value} - {intent.symbol}
+        ]
+        largest_other = max(others, default=0.0)
+        if a > 0.0 and largest_other > 0.0:
+            # The buy's costs lower equity, which raises every other position's share of it.
+            caps["max_position_fraction (other positions)"] = (equity - largest_other / f) / (
+                ref * a
+            )
         return self._fit(intent, caps)
 
     def _fit(self, intent: OrderIntent, caps: Mapping[str, float]) -> RiskDecision:

@@ -84,12 +84,22 @@ def test_position_limit_scales_then_rejects_at_the_limit() -> None:
 def test_gross_exposure_limit() -> None:
     limits = LIMITS.model_copy(update={"max_gross_exposure_fraction": 0.3})
     portfolio, prices = Portfolio("BTC", 1.0), {"ETH/BTC": 0.1, "LTC/BTC": 0.02}
-    buy_fill(portfolio, "ETH/BTC", 2.5, 0.1)
+    buy_fill(portfolio, "ETH/BTC", 2.0, 0.1)  # 20% of equity, inside its 25% limit
     decision = gate_for(portfolio, prices, limits).evaluate(
-        intent(Side.BUY, 5.0, 0.02, "LTC/BTC"), portfolio, prices, T0
+        intent(Side.BUY, 7.5, 0.02, "LTC/BTC"), portfolio, prices, T0
     )
     assert decision.approved and "max_gross_exposure_fraction" in decision.reason
-    assert decision.intent is not None and decision.intent.notional < 0.05
+    assert decision.intent is not None and 0.09 < decision.intent.notional < 0.1
+
+
+def test_a_buy_whose_costs_would_lift_another_position_over_its_limit_is_refused() -> None:
+    portfolio, prices = Portfolio("BTC", 1.0), {"ETH/BTC": 0.1, "LTC/BTC": 0.02}
+    buy_fill(portfolio, "ETH/BTC", 2.5, 0.1)  # exactly at 25%: any cost pushes it over
+    decision = gate_for(portfolio, prices).evaluate(
+        intent(Side.BUY, 5.0, 0.02, "LTC/BTC"), portfolio, prices, T0
+    )
+    assert not decision.approved
+    assert "max_position_fraction (other positions) leaves no room" in decision.reason
 
 
 def test_long_only_sells_are_capped_at_the_held_quantity() -> None:

@@ -73,7 +73,10 @@ def describe_name(path: Path) -> tuple[str, str]:
             "'<venue>-<PAIR>-<interval>-...csv', e.g. binance-ETHBTC-5m-2018-01.csv); "
             "pass the symbol explicitly, e.g. FILE.csv:ETH/BTC"
         )
-    return match["venue"], split_pair(match["pair"])
+    try:
+        return match["venue"], split_pair(match["pair"])
+    except DatasetError as exc:
+        raise DatasetError(f"{path.name}: {exc}") from None
 
 
 def parse_data_argument(argument: str) -> tuple[Path, str | None]:

@@ -28,7 +28,7 @@ from trading.backtest.data import Dataset, DatasetError
 from trading.config import CommitteeConfig, build_session
 from trading.domain import Side
 from trading.features import compute_features
-from trading.portfolio import Portfolio
+from trading.portfolio import Portfolio, booking_order
 from trading.reflection import Reflection
 from trading.regime import classify_regimes
 from trading.session import DecisionRecord, SessionResult
@@ -147,7 +147,7 @@ def _trade_frame(fills: Sequence[Any], quote: str) -> pd.DataFrame:
     """Fills with each sell's realised PnL net of fees (average cost, buy fees included)."""
     cost: dict[str, tuple[float, float]] = {}  # symbol -> (quantity, cost incl. buy fees)
     rows = []
-    for fill in sorted(fills, key=lambda f: (f.ts, f.symbol, f.fill_id)):
+    for fill in sorted(fills, key=booking_order):
         quantity, basis = cost.get(fill.symbol, (0.0, 0.0))
         pnl: float | None = None
         if fill.side is Side.BUY:
@@ -360,16 +360,26 @@ def _metrics(
     session: Any,
     weights: pd.DataFrame,
 ) -> dict[str, Any]:
-    ppy = SECONDS_PER_YEAR / _bar_seconds(datasets)
-    curve = equity.set_index("ts")["equity"]
+    bar_seconds = _bar_seconds(datasets)
+    ppy = SECONDS_PER_YEAR / bar_seconds
+    # Both curves start from the opening cash one bar before the first close, so the first
+    # bar's fees (the benchmark's entry fee, the strategy's first orders) count in every metric.
+    opening = equity["ts"].iloc[0] - pd.Timedelta(seconds=bar_seconds)
+
+    def from_opening(column: str) -> pd.Series:
+        series = equity.set_index("ts")[column]
+        return pd.concat([pd.Series([config.initial_cash], index=[opening]), series])
+
+    curve = from_opening("equity")
     values = positions.pivot(index="ts", columns="symbol", values="value").fillna(0.0)
+    values = pd.concat([pd.DataFrame(0.0, index=[opening], columns=values.columns), values])
     traded = trades.set_index("ts")["notional"] if not trades.empty else pd.Series(dtype=float)
     pnls = trades["pnl"].dropna().to_numpy(dtype=float)
     strategy = m.summarize(curve, pnls, values, traded, ppy)
-    bench_curve = equity.set_index("ts")["benchmark"]
-    benchmark = m.summarize(
-        bench_curve, [], np.ones(len(bench_curve)), np.zeros(len(bench_curve)), ppy
-    )
+    bench_curve = from_opening("benchmark")
+    held = np.ones(len(bench_curve))
+    held[0] = 0.0
+    benchmark = m.summarize(bench_curve, [], held, np.zeros(len(bench_curve)), ppy)
     hit_rates, correlation = agent_statistics(result.decisions, candles)
     outcomes = pd.Series([d.outcome for d in result.decisions]).value_counts()
     halted = equity.loc[equity["risk_state"] == "halted", "ts"]
