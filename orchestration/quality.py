@@ -13,6 +13,7 @@ processes and code changes all converge on the same definitions without duplicat
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import html
 import json
@@ -20,10 +21,12 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import dagster as dg
 import pandas as pd
@@ -58,6 +61,12 @@ _EXAMPLES_PER_FAILURE = 3
 _MAX_GAP_PARAMETER = "max_gap_seconds"
 
 _logger = dg.get_dagster_logger(__name__)
+
+DocsPolicy = Literal["index", "page", "failures"]
+"""How much of the Data Docs a validation renders now: its page and the rebuilt index (what the
+blocking candle gate does, about half a second), its page only, or a page only when it failed
+(:func:`build_data_docs` renders the rest later). Every validation is stored and listed in the
+summary page whatever the policy."""
 
 
 @dataclass(frozen=True)
@@ -120,51 +129,141 @@ def report_summary(data_docs_dir: Path | None = None) -> Path:
     return data_docs_index(data_docs_dir).with_name("summary.html")
 
 
+SUMMARY_INDEX_NAME = "summary.json"
+"""Beside summary.html: the latest verdict per asset and partition, so recording one more
+validation rewrites the page without re-reading every stored result."""
+SUITE_DESCRIPTIONS: dict[str, str] = {
+    SUITE_NAME: "schema, no nulls, low &le; open, close &le; high, volume &ge; 0, unique "
+    "increasing timestamps per pair, no gap beyond the interval",
+}
+"""What each suite checks, in words, for the summary page (suites register theirs here)."""
+
+
 def write_report_summary(context_root: Path, docs_dir: Path) -> Path:
     """Rebuild :func:`report_summary` from the stored validation results (latest run per
     asset and partition)."""
+    with _summary_lock(docs_dir):
+        entries = _entries_from_store(context_root, docs_dir)
+        return _write_summary(docs_dir, entries)
+
+
+def record_validation(context_root: Path, docs_dir: Path, checkpoint_result: Any) -> Path:
+    """Add one checkpoint run's verdicts to :func:`report_summary` (rebuilding it from the
+    store first if its index is missing or unreadable)."""
+    with _summary_lock(docs_dir):
+        entries = _load_entries(docs_dir)
+        if entries is None:
+            entries = _entries_from_store(context_root, docs_dir)
+        for key, run_result in checkpoint_result.run_results.items():
+            suite, run_name, run_time, _ = key.to_tuple()
+            result = run_result.to_json_dict() if hasattr(run_result, "to_json_dict") else {}
+            page = docs_dir / Path("validations", *key.to_tuple()).with_suffix(".html")
+            entry = _entry(suite, run_time, result, page if page.exists() else None, docs_dir)
+            if run_name not in entries or entries[run_name]["run_time"] <= run_time:
+                entries[run_name] = entry
+        return _write_summary(docs_dir, entries)
+
+
+@contextmanager
+def _summary_lock(docs_dir: Path) -> Iterator[None]:
+    """One writer at a time, across threads and processes (a multiprocess executor)."""
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    with _summary_thread_lock, open(docs_dir / ".summary.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_summary_thread_lock = threading.RLock()
+
+
+def _entry(
+    suite: str, run_time: str, result: Mapping[str, Any], page: Path | None, docs_dir: Path
+) -> dict[str, Any]:
+    stats = result.get("statistics", {}) or {}
+    return {
+        "suite": suite,
+        "run_time": run_time,
+        "success": bool(result.get("success")),
+        "unsuccessful": stats.get("unsuccessful_expectations", "?"),
+        "evaluated": stats.get("evaluated_expectations", "?"),
+        "page": os.path.relpath(page, docs_dir) if page is not None else None,
+    }
+
+
+def _entries_from_store(context_root: Path, docs_dir: Path) -> dict[str, dict[str, Any]]:
     store = context_root / "uncommitted" / "validations"
-    latest: dict[str, tuple[str, Path, dict]] = {}
+    latest: dict[str, tuple[str, Path]] = {}
     for result_file in sorted(store.glob("*/*/*/*.json")):
         run_name, run_time = result_file.parent.parent.name, result_file.parent.name
         if run_name in latest and latest[run_name][0] >= run_time:
             continue
-        latest[run_name] = (run_time, result_file, json.loads(result_file.read_text()))
+        latest[run_name] = (run_time, result_file)
+    entries = {}
+    for run_name, (run_time, result_file) in latest.items():
+        relative = result_file.relative_to(store)
+        page = docs_dir / "validations" / relative.with_suffix(".html")
+        entries[run_name] = _entry(
+            relative.parts[0],
+            run_time,
+            json.loads(result_file.read_text()),
+            page if page.exists() else None,
+            docs_dir,
+        )
+    return entries
+
+
+def _load_entries(docs_dir: Path) -> dict[str, dict[str, Any]] | None:
+    try:
+        loaded = json.loads((docs_dir / SUMMARY_INDEX_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
+def _write_summary(docs_dir: Path, entries: Mapping[str, Mapping[str, Any]]) -> Path:
     rows = []
-    for run_name, (run_time, result_file, result) in sorted(latest.items()):
+    for run_name, entry in sorted(entries.items()):
         asset, _, partition = run_name.partition("__")
-        stats = result.get("statistics", {})
-        page = docs_dir / "validations" / result_file.relative_to(store).with_suffix(".html")
         details = (
-            f'<a href="{html.escape(os.path.relpath(page, docs_dir))}">details</a>'
-            if page.exists()
+            f'<a href="{html.escape(entry["page"])}">details</a>'
+            if entry.get("page") and (docs_dir / entry["page"]).exists()
             else ""
         )
-        status = "passed" if result.get("success") else "FAILED"
+        status = "passed" if entry["success"] else "FAILED"
         rows.append(
             f"<tr class='{status.lower()}'><td>{html.escape(asset)}</td>"
-            f"<td>{html.escape(partition)}</td><td>{status}</td>"
-            f"<td>{stats.get('unsuccessful_expectations', '?')} of "
-            f"{stats.get('evaluated_expectations', '?')}</td>"
-            f"<td>{html.escape(run_time)}</td>"
-            f"<td>{details}</td></tr>"
+            f"<td>{html.escape(partition)}</td><td>{html.escape(str(entry['suite']))}</td>"
+            f"<td>{status}</td><td>{entry['unsuccessful']} of {entry['evaluated']}</td>"
+            f"<td>{html.escape(str(entry['run_time']))}</td><td>{details}</td></tr>"
         )
-    failed = sum("FAILED" in row for row in rows)
+    failed = sum(not entry["success"] for entry in entries.values())
+    suites = sorted({str(entry["suite"]) for entry in entries.values()} | {SUITE_NAME})
+    described = "".join(
+        f"<li><code>{html.escape(name)}</code>: {SUITE_DESCRIPTIONS.get(name, '')}</li>"
+        for name in suites
+    )
     target = report_summary(docs_dir)
-    target.write_text(
+    scratch = target.with_name(f".{target.name}.tmp")
+    scratch.write_text(
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Coinswarm data quality</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px}tr.failed{background:#fdd}</style>"
         "</head><body><h1>Coinswarm data quality</h1>"
         f"<p>{len(rows)} validations (latest per asset and partition), {failed} failed. "
-        "Suite <code>raw_candles</code>: schema, no nulls, low &le; open, close &le; high, "
-        "volume &ge; 0, unique increasing timestamps per pair, no gap beyond the interval. "
         "<a href='index.html'>Great Expectations Data Docs</a> (needs network for its styling)."
-        "</p><table><tr><th>asset</th><th>partition</th><th>verdict</th>"
-        "<th>failed expectations</th><th>run time</th><th>report</th></tr>"
+        f"</p><ul>{described}</ul><table><tr><th>asset</th><th>partition</th><th>suite</th>"
+        "<th>verdict</th><th>failed expectations</th><th>run time</th><th>report</th></tr>"
         + "".join(rows)
         + "</table></body></html>"
     )
+    index = docs_dir / SUMMARY_INDEX_NAME
+    index_scratch = index.with_name(f".{index.name}.tmp")
+    index_scratch.write_text(json.dumps(entries, sort_keys=True))
+    index_scratch.replace(index)
+    scratch.replace(target)
     return target
 
 
@@ -176,12 +275,14 @@ def validate_candles(
     partition_key: str | None,
     context_root: Path | None = None,
     data_docs_dir: Path | None = None,
+    docs: DocsPolicy = "index",
 ) -> CandleQualityResult:
     """Validate one partition of candles (any venue, one interval) against the candle suite.
 
     ``df`` has the common candle columns (symbol, open_time, open, high, low, close, volume;
     extra columns such as interval or ingested_at are allowed). The frame is not modified.
     An empty frame fails: a partition without candles must never pass the gate silently.
+    ``docs`` says how much of the Data Docs to render now (see :data:`DocsPolicy`).
     """
     if interval_seconds <= 0:
         raise ValueError(f"interval_seconds must be positive, got {interval_seconds}")
@@ -192,17 +293,20 @@ def validate_candles(
 
     started = time.perf_counter()
     frame = _prepared_frame(df)
-    checkpoint_result = _workspace(context_root, docs_dir).run(
+    workspace = _workspace(context_root, docs_dir)
+    checkpoint_result = workspace.run(
         asset_name,
         frame,
         max_gap_seconds=float(interval_seconds),
         run_name=_gx_name(f"{asset_name}__{partition_key or 'unpartitioned'}"),
+        with_docs=docs == "index",
     )
+    validation_result = next(iter(checkpoint_result.run_results.values()))
+    if docs == "page" or (docs == "failures" and not validation_result.success):
+        workspace.render_pages(list(checkpoint_result.run_results))
     elapsed = time.perf_counter() - started
 
-    validation_result = next(iter(checkpoint_result.run_results.values()))
-    with _workspaces_lock:
-        write_report_summary(context_root, docs_dir)
+    record_validation(context_root, docs_dir, checkpoint_result)
     failures = _failure_messages(validation_result, frame)
     statistics = _statistics(validation_result, frame, elapsed)
     page = _data_docs_page(checkpoint_result, docs_dir)
@@ -226,6 +330,154 @@ def validate_candles(
         elapsed,
     )
     return result
+
+
+# --- any frame, any suite -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FrameSuite:
+    """A Great Expectations suite for one kind of frame (a raw table, a document collection).
+
+    ``expectations`` builds the GX expectations (called when the suite is created or its
+    definition changed); ``prepare`` adds helper columns the expectations refer to (a copy is
+    prepared, the caller's frame is not modified); ``row_id_columns`` name the rows quoted as
+    examples of a failure.
+    """
+
+    name: str
+    description: str
+    expectations: Callable[[], list[Expectation]]
+    row_id_columns: tuple[str, ...] = ()
+    prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+
+
+@dataclass(frozen=True)
+class QualityResult:
+    """Outcome of one validation of a frame against a :class:`FrameSuite`."""
+
+    passed: bool
+    failures: list[str]
+    statistics: dict[str, Any]
+    asset_name: str
+    partition_key: str | None
+    suite_name: str
+    data_docs_index: Path
+    data_docs_page: Path | None = None
+    expectation_results: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_metadata(self) -> dict[str, dg.MetadataValue]:
+        """Metadata for ``dg.AssetCheckResult``: counts, what failed, and where the report is."""
+        stats = self.statistics
+        metadata: dict[str, dg.MetadataValue] = {
+            "suite": dg.MetadataValue.text(self.suite_name),
+            "rows": dg.MetadataValue.int(int(stats.get("rows", 0))),
+            "evaluated_expectations": dg.MetadataValue.int(
+                int(stats.get("evaluated_expectations", 0))
+            ),
+            "failed_expectations": dg.MetadataValue.int(
+                int(stats.get("unsuccessful_expectations", 0))
+            ),
+            "success_percent": dg.MetadataValue.float(float(stats.get("success_percent") or 0.0)),
+            "failures": dg.MetadataValue.md(
+                "\n".join(f"- {failure}" for failure in self.failures) or "none"
+            ),
+            "data_docs": dg.MetadataValue.path(str(self.data_docs_index)),
+            "validation_seconds": dg.MetadataValue.float(
+                round(float(stats.get("validation_seconds", 0.0)), 3)
+            ),
+        }
+        if self.data_docs_page is not None:
+            metadata["data_docs_page"] = dg.MetadataValue.path(str(self.data_docs_page))
+        return metadata
+
+
+def validate_frame(
+    df: pd.DataFrame,
+    suite: FrameSuite,
+    *,
+    asset_name: str,
+    partition_key: str | None,
+    context_root: Path | None = None,
+    data_docs_dir: Path | None = None,
+    docs: DocsPolicy = "page",
+) -> QualityResult:
+    """Validate ``df`` against ``suite``, store the result and list it in the report.
+
+    ``docs`` says how much of the Data Docs to render now (see :data:`DocsPolicy`); the
+    summary page always lists the validation.
+    """
+    if not asset_name:
+        raise ValueError("asset_name must name the asset being validated")
+    context_root = (context_root or default_context_root()).resolve()
+    docs_dir = (data_docs_dir or data_docs_index().parent).resolve()
+    SUITE_DESCRIPTIONS.setdefault(suite.name, html.escape(suite.description))
+
+    started = time.perf_counter()
+    frame = df.reset_index(drop=True).copy()
+    if suite.prepare is not None:
+        frame = suite.prepare(frame)
+    workspace = _workspace(context_root, docs_dir)
+    checkpoint_result = workspace.run_suite(
+        asset_name,
+        suite,
+        frame,
+        run_name=_gx_name(f"{asset_name}__{partition_key or 'unpartitioned'}"),
+    )
+    validation_result = next(iter(checkpoint_result.run_results.values()))
+    if docs == "index":
+        workspace.render_pages(list(checkpoint_result.run_results), with_index=True)
+    elif docs == "page" or not validation_result.success:
+        workspace.render_pages(list(checkpoint_result.run_results))
+    elapsed = time.perf_counter() - started
+    record_validation(context_root, docs_dir, checkpoint_result)
+    failures = _failure_messages(
+        validation_result, frame, describe=lambda row: _row_text(row, suite.row_id_columns)
+    )
+    statistics = _statistics(validation_result, frame, elapsed)
+    result = QualityResult(
+        passed=bool(validation_result.success),
+        failures=failures,
+        statistics=statistics,
+        asset_name=asset_name,
+        partition_key=partition_key,
+        suite_name=suite.name,
+        data_docs_index=data_docs_index(docs_dir),
+        data_docs_page=_data_docs_page(checkpoint_result, docs_dir),
+        expectation_results=[_summary(r) for r in validation_result.results],
+    )
+    _logger.info(
+        "%s %s for %s partition %s: %d rows, %d failed expectations in %.2fs",
+        suite.name,
+        "passed" if result.passed else "FAILED",
+        asset_name,
+        partition_key,
+        statistics["rows"],
+        statistics["unsuccessful_expectations"],
+        elapsed,
+    )
+    return result
+
+
+def build_data_docs(context_root: Path | None = None, data_docs_dir: Path | None = None) -> Path:
+    """Render every stored validation's page and the Data Docs index, then the summary."""
+    context_root = (context_root or default_context_root()).resolve()
+    docs_dir = (data_docs_dir or data_docs_index().parent).resolve()
+    workspace = _workspace(context_root, docs_dir)
+    with workspace.lock:
+        workspace.context.build_data_docs(site_names=[DATA_DOCS_SITE_NAME])
+    write_report_summary(context_root, docs_dir)
+    return data_docs_index(docs_dir)
+
+
+def _row_text(row: Any, columns: Iterable[str]) -> str:
+    """A failing row as its id columns' values, e.g. 'ETH/BTC ask 1'."""
+    if isinstance(row, Mapping):
+        values = [row[c] for c in columns if c in row] or list(row.values())
+        return " ".join(
+            _short_time(v) if isinstance(v, pd.Timestamp | datetime) else str(v) for v in values
+        )
+    return f"row {row}"
 
 
 # --- the suite -------------------------------------------------------------------------------
@@ -331,6 +583,7 @@ class _Workspace:
         )
         self._lock = threading.RLock()
         self._checkpoints: dict[str, Any] = {}
+        self._frame_suites: dict[str, Any] = {}
         self._ensure_settings()
         self._ensure_data_docs_site(docs_dir)
         self.suite = self._ensure_suite()
@@ -400,25 +653,92 @@ class _Workspace:
             suite = self.context.suites.add_or_update(build())
         return suite
 
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    def _ensure_frame_suite(self, spec: FrameSuite) -> Any:
+        import great_expectations as gx
+
+        fingerprint = _fingerprint(e.configuration.to_json_dict() for e in spec.expectations())
+
+        def build() -> Any:
+            return gx.ExpectationSuite(
+                name=spec.name,
+                expectations=spec.expectations(),
+                meta={"coinswarm_fingerprint": fingerprint, "owner": "orchestration.quality"},
+            )
+
+        suite = _get_or_add(
+            lambda: self.context.suites.get(spec.name), lambda: self.context.suites.add(build())
+        )
+        if suite.meta.get("coinswarm_fingerprint") != fingerprint:
+            _logger.info("updating GX suite %s to its current definition", spec.name)
+            suite = self.context.suites.add_or_update(build())
+        return suite
+
+    def run_suite(
+        self, asset_name: str, spec: FrameSuite, frame: pd.DataFrame, *, run_name: str
+    ) -> Any:
+        """Run ``spec`` on ``frame`` through the asset's checkpoint (stored, no actions)."""
+        import great_expectations as gx
+
+        with self._lock:
+            if spec.name not in self._frame_suites:
+                self._frame_suites[spec.name] = self._ensure_frame_suite(spec)
+            key = f"{asset_name}\x1f{spec.name}"
+            if key not in self._checkpoints:
+                self._checkpoints[key] = self._ensure_checkpoint(
+                    asset_name,
+                    suite=self._frame_suites[spec.name],
+                    row_ids=list(spec.row_id_columns),
+                    with_docs=False,
+                )
+            return self._checkpoints[key].run(
+                batch_parameters={"dataframe": frame}, run_id=gx.RunIdentifier(run_name=run_name)
+            )
+
+    def render_pages(self, keys: list[Any], with_index: bool = False) -> None:
+        """Render these validations' Data Docs pages (and the index if asked)."""
+        with self._lock:
+            self.context.build_data_docs(
+                site_names=[DATA_DOCS_SITE_NAME], resource_identifiers=keys, build_index=with_index
+            )
+
     def run(
-        self, asset_name: str, frame: pd.DataFrame, *, max_gap_seconds: float, run_name: str
+        self,
+        asset_name: str,
+        frame: pd.DataFrame,
+        *,
+        max_gap_seconds: float,
+        run_name: str,
+        with_docs: bool = True,
     ) -> Any:
         """Run the asset's checkpoint; serialised, as a GX context is not thread-safe."""
         import great_expectations as gx
 
         with self._lock:
-            if asset_name not in self._checkpoints:
-                self._checkpoints[asset_name] = self._ensure_checkpoint(asset_name)
-            return self._checkpoints[asset_name].run(
+            key = asset_name if with_docs else f"{asset_name}\x1fno-docs"
+            if key not in self._checkpoints:
+                self._checkpoints[key] = self._ensure_checkpoint(asset_name, with_docs=with_docs)
+            return self._checkpoints[key].run(
                 batch_parameters={"dataframe": frame},
                 expectation_parameters={_MAX_GAP_PARAMETER: max_gap_seconds},
                 run_id=gx.RunIdentifier(run_name=run_name),
             )
 
-    def _ensure_checkpoint(self, asset_name: str) -> Any:
+    def _ensure_checkpoint(
+        self,
+        asset_name: str,
+        suite: Any = None,
+        row_ids: list[str] | None = None,
+        with_docs: bool = True,
+    ) -> Any:
         import great_expectations as gx
         from great_expectations.checkpoint import UpdateDataDocsAction
 
+        suite = suite if suite is not None else self.suite
+        row_ids = ROW_ID_COLUMNS if row_ids is None else row_ids
         gx_asset = _gx_name(asset_name)
         data_asset = _get_or_add(
             lambda: self.datasource.get_asset(gx_asset),
@@ -428,29 +748,35 @@ class _Workspace:
             lambda: data_asset.get_batch_definition(BATCH_DEFINITION_NAME),
             lambda: data_asset.add_batch_definition_whole_dataframe(BATCH_DEFINITION_NAME),
         )
-        validation_name = f"{gx_asset}__{SUITE_NAME}"
+        validation_name = f"{gx_asset}__{suite.name}"
         validation = _get_or_add(
             lambda: self.context.validation_definitions.get(validation_name),
             lambda: self.context.validation_definitions.add(
-                gx.ValidationDefinition(
-                    name=validation_name, data=batch_definition, suite=self.suite
-                )
+                gx.ValidationDefinition(name=validation_name, data=batch_definition, suite=suite)
             ),
         )
-        checkpoint_name = f"{gx_asset}__gate"
+        if suite.name != SUITE_NAME:
+            checkpoint_name = f"{gx_asset}__{suite.name}__gate"
+        else:
+            checkpoint_name = f"{gx_asset}__gate" if with_docs else f"{gx_asset}__gate_quiet"
+        actions = (
+            [UpdateDataDocsAction(name="update_data_docs", site_names=[DATA_DOCS_SITE_NAME])]
+            if with_docs
+            else []
+        )
+        result_format: dict[str, Any] = {
+            "result_format": "SUMMARY",
+            "partial_unexpected_count": _EXAMPLES_PER_FAILURE,
+        }
+        if row_ids:
+            result_format["unexpected_index_column_names"] = row_ids
 
         def build() -> Any:
             return gx.Checkpoint(
                 name=checkpoint_name,
                 validation_definitions=[validation],
-                actions=[
-                    UpdateDataDocsAction(name="update_data_docs", site_names=[DATA_DOCS_SITE_NAME])
-                ],
-                result_format={
-                    "result_format": "SUMMARY",
-                    "partial_unexpected_count": _EXAMPLES_PER_FAILURE,
-                    "unexpected_index_column_names": ROW_ID_COLUMNS,
-                },
+                actions=actions,
+                result_format=result_format,
             )
 
         checkpoint = _get_or_add(
@@ -497,7 +823,11 @@ def _get_or_add(get: Callable[[], _T], add: Callable[[], _T]) -> _T:
 # --- turning GX results into words -----------------------------------------------------------
 
 
-def _failure_messages(validation_result: Any, frame: pd.DataFrame) -> list[str]:
+def _failure_messages(
+    validation_result: Any,
+    frame: pd.DataFrame,
+    describe: Callable[[Any], str] | None = None,
+) -> list[str]:
     messages: list[str] = []
     for expectation_result in validation_result.results:
         if expectation_result.success:
@@ -522,7 +852,7 @@ def _failure_messages(validation_result: Any, frame: pd.DataFrame) -> list[str]:
         else:
             unexpected = outcome.get("unexpected_count")
             total = outcome.get("element_count", len(frame))
-            examples = _examples(outcome.get("partial_unexpected_index_list") or [])
+            examples = _examples(outcome.get("partial_unexpected_index_list") or [], describe)
             counts = f"{unexpected} of {total} rows fail" if unexpected is not None else "fails"
             messages.append(f"{label}: {counts}" + (f", e.g. {examples}" if examples else ""))
     return messages
@@ -540,13 +870,16 @@ def _exception_message(info: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-def _examples(index_list: Iterable[Any]) -> str:
+def _candle_row(row: Any) -> str:
+    if isinstance(row, Mapping):
+        return f"{row.get('symbol')} {_short_time(row.get('open_time'))}"
+    return f"row {row}"
+
+
+def _examples(index_list: Iterable[Any], describe: Callable[[Any], str] | None = None) -> str:
     rendered: list[str] = []
     for row in index_list:
-        if isinstance(row, Mapping):
-            text = f"{row.get('symbol')} {_short_time(row.get('open_time'))}"
-        else:
-            text = f"row {row}"
+        text = (describe or _candle_row)(row)
         if text not in rendered:
             rendered.append(text)
     return "; ".join(rendered[:_EXAMPLES_PER_FAILURE])

@@ -30,7 +30,7 @@ from orchestration.resources.http import (
     redact_text,
     send_with_retries,
 )
-from orchestration.resources.replay import value_noise
+from orchestration.resources.synthetic import value_noise
 
 OBSERVATIONS_PATH = "/series/observations"
 

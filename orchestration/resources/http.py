@@ -22,12 +22,14 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import dagster as dg
 import httpx
 import tenacity
 from pydantic import Field, PrivateAttr
+
+_T = TypeVar("_T")
 
 RATE_LIMIT_STATUSES = frozenset({418, 429})
 """429 is the standard "slow down"; Binance answers 418 once it has banned the IP."""
@@ -115,6 +117,11 @@ class MissingApiKeyError(SourceError):
     """A source that needs a key was asked to run without one: a named failure, never empty data."""
 
 
+class OutOfWindowError(SourceError):
+    """The venue can only answer for a time other than the one asked (a live API serving only
+    the present, or a listing that no longer reaches back that far): nothing to store."""
+
+
 # -- the client protocol -----------------------------------------------------------------------
 
 
@@ -129,6 +136,75 @@ class JsonClient(Protocol):
     def synthetic(self) -> bool: ...
 
     def get_json(self, path: str, params: Mapping[str, str | int] | None = None) -> Any: ...
+
+
+@dataclass(frozen=True)
+class TimedAnswer:
+    """A decoded body and the moment it describes (when the venue was asked, for a live client)."""
+
+    body: Any
+    taken_at: datetime
+
+
+@runtime_checkable
+class TimedJsonClient(JsonClient, Protocol):
+    """For endpoints whose answer depends on when they are asked: order books, market-wide
+    snapshots, newest-first listings, "all history so far".
+
+    A live client answers as of now, whatever ``at`` says, and reports when that was; a replay
+    answers as of ``at``, so replaying a partition gives the same answer every time. Sources
+    decide from ``taken_at`` whether the answer belongs to the partition they are filling.
+    """
+
+    def get_json_at(
+        self, path: str, params: Mapping[str, str | int] | None = None, *, at: datetime
+    ) -> TimedAnswer: ...
+
+
+class AnswerTally:
+    """One asset run's view of a client: passes calls through and counts synthetic answers.
+
+    Replay clients that mix recorded and synthetic data answer ``is_synthetic_answer(path,
+    params)`` per request; other clients are synthetic or not as a whole (``synthetic``). The
+    tally lives for one run only, so the resource itself stays stateless.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.answers = 0
+        self.synthetic_answers = 0
+
+    @property
+    def venue(self) -> str:
+        return self.client.venue
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether anything this run received was synthetic."""
+        if hasattr(self.client, "is_synthetic_answer"):
+            return self.synthetic_answers > 0
+        return bool(getattr(self.client, "synthetic", False))
+
+    def _count(self, path: str, params: Mapping[str, str | int] | None) -> None:
+        self.answers += 1
+        judge = getattr(self.client, "is_synthetic_answer", None)
+        if judge is not None and judge(path, params or {}):
+            self.synthetic_answers += 1
+
+    def get_json(self, path: str, params: Mapping[str, str | int] | None = None) -> Any:
+        body = self.client.get_json(path, params)
+        self._count(path, params)
+        return body
+
+    def get_json_at(
+        self, path: str, params: Mapping[str, str | int] | None = None, *, at: datetime
+    ) -> TimedAnswer:
+        answer = self.client.get_json_at(path, params, at=at)
+        self._count(path, params)
+        return answer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
 
 
 # -- redaction -----------------------------------------------------------------------------------
@@ -196,14 +272,25 @@ class RetryPolicy:
         return step / 2 + rng.uniform(0, step / 2)
 
 
-class _RetryableFailure(Exception):
-    """One failed attempt worth another try; converted to a public error when attempts run out."""
+class TransientFailure(Exception):
+    """One failed attempt worth another try; converted to a public error when attempts run out.
 
-    def __init__(self, problem: str, status: int | None = None, retry_after_s: float | None = None):
+    Raised inside an attempt (by the HTTP layer, or by a client's payload check when a venue
+    signals "slow down" in a 200 body, as Kraken does) to ask for another try.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+        rate_limited: bool = False,
+    ):
         super().__init__(problem)
         self.problem = problem
         self.status = status
         self.retry_after_s = retry_after_s
+        self.rate_limited = rate_limited or status in RATE_LIMIT_STATUSES
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -232,62 +319,26 @@ def _body_snippet(response: httpx.Response, secrets: Iterable[str]) -> str:
     return redact_text(text, secrets) or "<empty body>"
 
 
-def send_with_retries(
-    http: httpx.Client,
-    url: str,
-    params: Mapping[str, str | int] | None,
+def run_with_retries(
+    attempt: Callable[[], _T],
     *,
     venue: str,
     path: str,
     policy: RetryPolicy,
     sleep: Callable[[float], None] = time.sleep,
-) -> httpx.Response:
-    """GET ``url`` under the retry policy; return the first 2xx response or raise a SourceError."""
+) -> _T:
+    """Call ``attempt`` until it returns, retrying while it raises :class:`TransientFailure`.
+
+    Waits a TransientFailure's ``retry_after_s`` (capped) when it has one, else the policy's
+    jittered backoff. When attempts run out the last failure becomes a RateLimitedError (429/418)
+    or an UpstreamError; any other exception from ``attempt`` propagates at once.
+    """
     log = dg.get_dagster_logger()
-    secrets = [str(v) for k, v in (params or {}).items() if is_secret_param(k)]
     rng = random.Random(zlib.crc32(f"{venue} {path}".encode()))
-
-    # httpx's params= replaces a URL's query string; FRED URLs arrive with one, so merge.
-    target = httpx.URL(url)
-    if params:
-        target = target.copy_merge_params({k: str(v) for k, v in params.items()})
-
-    def attempt() -> httpx.Response:
-        try:
-            response = http.get(target)
-        except httpx.TimeoutException as exc:
-            raise _RetryableFailure(f"timed out ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            problem = redact_text(f"connection failed: {type(exc).__name__}: {exc}", secrets)
-            raise _RetryableFailure(problem) from None
-        status = response.status_code
-        if status in RATE_LIMIT_STATUSES:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            raise _RetryableFailure(
-                f"rate limited: {_body_snippet(response, secrets)}", status, retry_after
-            )
-        if status >= 500:
-            raise _RetryableFailure(f"server error: {_body_snippet(response, secrets)}", status)
-        if status >= 400:
-            raise UpstreamError(
-                f"request rejected: {_body_snippet(response, secrets)}",
-                venue=venue,
-                path=path,
-                status=status,
-                attempts=1,
-            )
-        if status >= 300:
-            raise UpstreamError(
-                f"unexpected redirect to {response.headers.get('Location', '?')}",
-                venue=venue,
-                path=path,
-                status=status,
-            )
-        return response
 
     def wait(state: tenacity.RetryCallState) -> float:
         failure = state.outcome.exception() if state.outcome else None
-        if isinstance(failure, _RetryableFailure) and failure.retry_after_s is not None:
+        if isinstance(failure, TransientFailure) and failure.retry_after_s is not None:
             return min(failure.retry_after_s, policy.retry_after_max_s)
         return policy.backoff_s(state.attempt_number, rng)
 
@@ -307,16 +358,15 @@ def send_with_retries(
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(policy.max_attempts),
         wait=wait,
-        retry=tenacity.retry_if_exception_type(_RetryableFailure),
+        retry=tenacity.retry_if_exception_type(TransientFailure),
         before_sleep=before_sleep,
         sleep=sleep,
         reraise=True,
     )
-    log.debug("%s GET %s params=%s", venue, path, redact_params(params))
     try:
         return retrying(attempt)
-    except _RetryableFailure as failure:
-        error_type = RateLimitedError if failure.status in RATE_LIMIT_STATUSES else UpstreamError
+    except TransientFailure as failure:
+        error_type = RateLimitedError if failure.rate_limited else UpstreamError
         raise error_type(
             f"gave up: {failure.problem}",
             venue=venue,
@@ -324,6 +374,72 @@ def send_with_retries(
             status=failure.status,
             attempts=policy.max_attempts,
         ) from None
+
+
+def send_with_retries(
+    http: httpx.Client,
+    url: str,
+    params: Mapping[str, str | int] | None,
+    *,
+    venue: str,
+    path: str,
+    policy: RetryPolicy,
+    sleep: Callable[[float], None] = time.sleep,
+    accept: Callable[[httpx.Response], None] | None = None,
+    secrets: Iterable[str] = (),
+) -> httpx.Response:
+    """GET ``url`` under the retry policy; return the first accepted 2xx response or raise a
+    SourceError.
+
+    ``accept`` looks at a 2xx response inside the attempt: it may raise TransientFailure (retry)
+    or a SourceError (give up now). ``secrets`` are extra values (say, a key sent in a header)
+    redacted from every message besides the secret-looking query parameters.
+    """
+    log = dg.get_dagster_logger()
+    secrets = [*secrets, *(str(v) for k, v in (params or {}).items() if is_secret_param(k))]
+
+    # httpx's params= replaces a URL's query string; FRED URLs arrive with one, so merge.
+    target = httpx.URL(url)
+    if params:
+        target = target.copy_merge_params({k: str(v) for k, v in params.items()})
+
+    def attempt() -> httpx.Response:
+        try:
+            response = http.get(target)
+        except httpx.TimeoutException as exc:
+            raise TransientFailure(f"timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            problem = redact_text(f"connection failed: {type(exc).__name__}: {exc}", secrets)
+            raise TransientFailure(problem) from None
+        status = response.status_code
+        if status in RATE_LIMIT_STATUSES:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise TransientFailure(
+                f"rate limited: {_body_snippet(response, secrets)}", status, retry_after
+            )
+        if status >= 500:
+            raise TransientFailure(f"server error: {_body_snippet(response, secrets)}", status)
+        if status >= 400:
+            raise UpstreamError(
+                f"request rejected: {_body_snippet(response, secrets)}",
+                venue=venue,
+                path=path,
+                status=status,
+                attempts=1,
+            )
+        if status >= 300:
+            raise UpstreamError(
+                f"unexpected redirect to {response.headers.get('Location', '?')}",
+                venue=venue,
+                path=path,
+                status=status,
+            )
+        if accept is not None:
+            accept(response)
+        return response
+
+    log.debug("%s GET %s params=%s", venue, path, redact_params(params))
+    return run_with_retries(attempt, venue=venue, path=path, policy=policy, sleep=sleep)
 
 
 # -- the live JSON client ------------------------------------------------------------------------
@@ -334,7 +450,13 @@ def join_url(base_url: str, path: str) -> str:
 
 
 class HttpJsonClient(dg.ConfigurableResource):
-    """Live REST client for one venue: timeouts, retries with backoff, Retry-After, clear errors."""
+    """Live REST client for one venue: timeouts, retries with backoff, Retry-After, clear errors.
+
+    Venues that want a key in a header (NewsAPI's ``X-Api-Key``) set ``api_key_header`` and
+    ``api_key_env``: a request without the key is then a MissingApiKeyError naming the variable,
+    and the key is redacted from every message. Venues that report errors inside a 200 body
+    (Kraken) override :meth:`check_payload`.
+    """
 
     venue: str = Field(description="Venue name used in logs and errors, e.g. 'binance'.")
     base_url: str = Field(description="Root URL of the venue's REST API.")
@@ -344,6 +466,20 @@ class HttpJsonClient(dg.ConfigurableResource):
     backoff_max_s: float = Field(default=30.0, ge=0, description="Longest retry backoff.")
     retry_after_max_s: float = Field(
         default=60.0, ge=0, description="Cap on a server's Retry-After wait."
+    )
+    user_agent: str = Field(
+        default="coinswarm/0.1", description="User-Agent header (Reddit asks for a unique one)."
+    )
+    api_key: str = Field(
+        default="",
+        repr=False,
+        description="Key sent in api_key_header; pass dg.EnvVar(api_key_env), never a literal.",
+    )
+    api_key_header: str = Field(
+        default="", description="Header that carries the key; empty: the venue needs no key."
+    )
+    api_key_env: str = Field(
+        default="", description="Environment variable the key comes from, named in errors."
     )
 
     _http: httpx.Client | None = PrivateAttr(default=None)
@@ -365,7 +501,7 @@ class HttpJsonClient(dg.ConfigurableResource):
         if self._http is None:
             self._http = httpx.Client(
                 timeout=httpx.Timeout(self.timeout_s),
-                headers={"User-Agent": "coinswarm/0.1", "Accept": "application/json"},
+                headers={"User-Agent": self.user_agent, "Accept": "application/json"},
             )
         return self._http
 
@@ -377,26 +513,65 @@ class HttpJsonClient(dg.ConfigurableResource):
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self.close()
 
+    def _key_headers(self, path: str) -> dict[str, str]:
+        if not self.api_key_header:
+            return {}
+        key = (self.api_key or "").strip()
+        if not key:
+            name = self.api_key_env or f"the {self.venue} API key"
+            raise MissingApiKeyError(
+                f"{name} is not set: export it, or run the local deployment (replay, no key)",
+                venue=self.venue,
+                path=path,
+            )
+        return {self.api_key_header: key}
+
+    def check_payload(self, body: Any, path: str) -> None:
+        """Hook for venues that signal errors inside a 2xx body: raise TransientFailure to retry,
+        a SourceError to give up. The default accepts every body."""
+
     def get_json(self, path: str, params: Mapping[str, str | int] | None = None) -> Any:
-        response = send_with_retries(
-            self._client(),
+        headers = self._key_headers(path)
+        secrets = list(headers.values())
+        secrets += [str(v) for k, v in (params or {}).items() if is_secret_param(k)]
+        decoded: list[Any] = []
+
+        def accept(response: httpx.Response) -> None:
+            try:
+                body = response.json()
+            except ValueError:
+                content_type = response.headers.get("Content-Type", "no content type")
+                raise PayloadError(
+                    f"body is not valid JSON ({content_type}): {_body_snippet(response, secrets)}",
+                    venue=self.venue,
+                    path=path,
+                    status=response.status_code,
+                ) from None
+            self.check_payload(body, path)
+            decoded.append(body)
+
+        http = self._client()
+        if headers:
+            http.headers.update(headers)
+        send_with_retries(
+            http,
             join_url(self.base_url, path),
             params,
             venue=self.venue,
             path=path,
             policy=self.retry_policy,
+            accept=accept,
+            secrets=secrets,
         )
-        try:
-            return response.json()
-        except ValueError:
-            content_type = response.headers.get("Content-Type", "no content type")
-            secrets = [str(v) for k, v in (params or {}).items() if is_secret_param(k)]
-            raise PayloadError(
-                f"body is not valid JSON ({content_type}): {_body_snippet(response, secrets)}",
-                venue=self.venue,
-                path=path,
-                status=response.status_code,
-            ) from None
+        return decoded[-1]
+
+    def get_json_at(
+        self, path: str, params: Mapping[str, str | int] | None = None, *, at: datetime
+    ) -> TimedAnswer:
+        """The venue's answer now (a live API cannot answer for another moment), stamped with
+        the moment it arrived; ``at`` is what the caller wanted, which the source checks."""
+        body = self.get_json(path, params)
+        return TimedAnswer(body=body, taken_at=datetime.now(UTC))
 
 
 def rejected(venue: str, path: str, status: int, body: str) -> UpstreamError:

@@ -306,3 +306,92 @@ def test_offline_summary_lists_each_partition_with_its_latest_verdict(
     assert [("2018-01-12" in r, "FAILED" in r) for r in rows] == [(True, True), (False, True)]
     for link in re.findall(r'href="([^"]+\.html)"', page):
         assert (dirs[1] / link).is_file(), link
+
+
+# -- any frame, any suite ----------------------------------------------------------------------
+
+
+def _positive_prices() -> list:
+    import great_expectations.expectations as gxe
+
+    return [
+        gxe.ExpectTableRowCountToBeBetween(min_value=1, description="not empty"),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="price", min_value=0, strict_min=True, description="price > 0"
+        ),
+        gxe.ExpectColumnValuesToBeInSet(
+            column="price_is_round", value_set=[False], description="prices are not round"
+        ),
+    ]
+
+
+PRICES = quality.FrameSuite(
+    name="test_prices",
+    description="not empty, price > 0, no round prices",
+    expectations=_positive_prices,
+    row_id_columns=("symbol", "trade_id"),
+    prepare=lambda f: f.assign(price_is_round=(f["price"] % 1 == 0)),
+)
+
+
+def _trades(*prices: float) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"symbol": "ETH/BTC", "trade_id": range(1, len(prices) + 1), "price": list(prices)}
+    )
+
+
+def test_frame_suite_reports_failures_by_row_id_and_pages_only_failures(tmp_path: Path) -> None:
+    dirs = (tmp_path / "gx", tmp_path / "docs")
+    good = _trades(0.091, 0.092)
+    bad = _trades(0.091, -0.5, 3.0)
+
+    passed = quality.validate_frame(
+        good, PRICES, asset_name="raw/test/trades", partition_key="2018-01-12",
+        context_root=dirs[0], data_docs_dir=dirs[1], docs="failures",
+    )  # fmt: skip
+    failed = quality.validate_frame(
+        bad, PRICES, asset_name="raw/test/trades", partition_key="2018-01-13",
+        context_root=dirs[0], data_docs_dir=dirs[1], docs="failures",
+    )  # fmt: skip
+
+    assert passed.passed and passed.data_docs_page is None
+    assert "price_is_round" not in good.columns, "the caller's frame is not modified"
+    assert not failed.passed and failed.data_docs_page is not None
+    assert failed.data_docs_page.is_file()
+    assert failed.failures == [
+        "expect_column_values_to_be_between (price > 0): 1 of 3 rows fail, e.g. ETH/BTC 2",
+        "expect_column_values_to_be_in_set (prices are not round): 1 of 3 rows fail, "
+        "e.g. ETH/BTC 3",
+    ]
+    metadata = failed.to_metadata()
+    assert metadata["suite"].value == "test_prices" and metadata["failed_expectations"].value == 2
+
+    page = quality.report_summary(dirs[1]).read_text()
+    assert "2 validations (latest per asset and partition), 1 failed" in page
+    assert "<code>test_prices</code>: not empty, price &gt; 0, no round prices" in page
+    assert page.count("details</a>") == 1
+
+    quality.build_data_docs(*dirs)
+    page = quality.report_summary(dirs[1]).read_text()
+    assert page.count("details</a>") == 2, "build_data_docs renders the pages left for later"
+    assert "raw_test_trades" in quality.data_docs_index(dirs[1]).read_text()
+
+
+def test_summary_index_is_rebuilt_from_the_store_when_lost(tmp_path: Path) -> None:
+    dirs = (tmp_path / "gx", tmp_path / "docs")
+    for day in ("2018-01-12", "2018-01-13"):
+        quality.validate_frame(
+            _trades(0.5), PRICES, asset_name="raw/test/trades", partition_key=day,
+            context_root=dirs[0], data_docs_dir=dirs[1],
+        )  # fmt: skip
+    (dirs[1] / quality.SUMMARY_INDEX_NAME).unlink()
+
+    quality.validate_frame(
+        _trades(2.0), PRICES, asset_name="raw/test/trades", partition_key="2018-01-12",
+        context_root=dirs[0], data_docs_dir=dirs[1],
+    )  # fmt: skip
+
+    page = quality.report_summary(dirs[1]).read_text()
+    assert "2 validations (latest per asset and partition), 1 failed" in page
+    rows = [row for row in page.split("<tr") if "raw_test_trades" in row]
+    assert [("2018-01-12" in r, "FAILED" in r) for r in rows] == [(True, True), (False, False)]

@@ -98,7 +98,7 @@ def test_binance_errors_look_like_binance(
 
 def test_binance_unknown_path_is_a_404(binance: BinanceReplayClient) -> None:
     with pytest.raises(UpstreamError, match="serves only /api/v3/klines") as raised:
-        binance.get_json("/api/v3/depth", {"symbol": "ETHBTC"})
+        binance.get_json("/api/v3/ticker/price", {"symbol": "ETHBTC"})
     assert raised.value.status == 404
 
 
