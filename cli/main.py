@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cli.evaluate import add_parser as add_evaluate
 
     add_evaluate(sub)
+    from cli.stream import add_parser as add_stream
+
+    add_stream(sub)
     return parser
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import abc
 import contextlib
 import json
+import math
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -53,6 +54,7 @@ IDENTITY = ["venue", "symbol", "kind", "ts", "trade_id"]
 _REQUIRED = ("venue", "symbol", "kind", "ts")
 
 TimeLike = int | str | datetime | date | pd.Timestamp | np.datetime64
+_STR_DTYPE = pd.Series(["x"], dtype="str").dtype
 
 
 class TickValidationError(ValueError):
@@ -106,6 +108,8 @@ def normalize_ticks(ticks: pd.DataFrame) -> pd.DataFrame:
         else:
             if values is None:
                 df[col] = pd.Series([None] * len(df), dtype="str")
+            elif values.dtype == _STR_DTYPE:
+                df[col] = values  # already strings with NaN for null: nothing to convert
             else:
                 as_obj = values.astype(object).where(values.notna(), None)
                 df[col] = pd.Series([None if v is None else str(v) for v in as_obj], dtype="str")
@@ -150,6 +154,17 @@ class TickStore(abc.ABC):
 
         Ticks already stored are overwritten with identical values, never duplicated.
         """
+
+    def write_records(self, records: Sequence[Sequence[object]]) -> int:
+        """Store ticks given as rows in :data:`TICK_COLUMNS` order (``None`` for null).
+
+        The streaming service's batches arrive this way; the result is :meth:`write`'s, and a
+        store may take a faster path for rows that are already plain and valid.
+        """
+        return self.write(pd.DataFrame.from_records(list(records), columns=list(TICK_COLUMNS)))
+
+    def close(self) -> None:  # noqa: B027 - optional hook with a do-nothing default
+        """Release connections held across writes (none by default)."""
 
     @abc.abstractmethod
     def read(
@@ -308,12 +323,20 @@ def _canonical(df: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 
+_TAG_ESCAPES = str.maketrans({"\\": "\\\\", ",": "\\,", "=": "\\=", " ": "\\ "})
+
+
 def _escape_tag(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+    return value.translate(_TAG_ESCAPES)
 
 
 def _influxql_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _field_texts(name: str, values: np.ndarray) -> list[str]:
+    """``name=<repr>`` per value, ``""`` where the value is NaN (the field is left out)."""
+    return [f"{name}={v!r}" if v == v else "" for v in values.tolist()]
 
 
 def to_line_protocol(df: pd.DataFrame) -> list[str]:
@@ -321,25 +344,85 @@ def to_line_protocol(df: pd.DataFrame) -> list[str]:
 
     ``trade_id`` is a tag, so equal-timestamp trades are distinct series points instead of
     overwriting each other, and re-writing a tick overwrites the same point identically.
+    Built column by column: the streaming service sends every tick through here.
     """
-    lines: list[str] = []
-    floats = df[list(FLOAT_COLUMNS)].to_numpy(dtype=float)
-    for i, row in enumerate(
-        df[["kind", "venue", "symbol", "side", "trade_id", "ts"]].itertuples(index=False)
-    ):
-        kind, venue, symbol, side, trade_id, ts = row
-        tags = f"{kind},venue={_escape_tag(venue)},symbol={_escape_tag(symbol)}"
-        if isinstance(side, str):
-            tags += f",side={side}"
-        if isinstance(trade_id, str) and trade_id != "":
-            tags += f",trade_id={_escape_tag(trade_id)}"
-        fields = ",".join(
-            f"{name}={value!r}"
-            for name, value in zip(FLOAT_COLUMNS, floats[i].tolist(), strict=True)
-            if value == value  # not NaN
+    if df.empty:
+        return []
+    escaped: dict[str, str] = {}
+
+    def tag(value: str) -> str:
+        text = escaped.get(value)
+        if text is None:
+            text = escaped[value] = _escape_tag(value)
+        return text
+
+    heads = [
+        f"{kind},venue={tag(venue)},symbol={tag(symbol)}"
+        for kind, venue, symbol in zip(
+            df["kind"].tolist(), df["venue"].tolist(), df["symbol"].tolist(), strict=True
         )
-        lines.append(f"{tags} {fields} {int(ts)}")
-    return lines
+    ]
+    sides = [f",side={side}" if isinstance(side, str) else "" for side in df["side"].tolist()]
+    ids = [
+        f",trade_id={_escape_tag(trade_id)}" if isinstance(trade_id, str) and trade_id else ""
+        for trade_id in df["trade_id"].tolist()
+    ]
+    fields = [_field_texts(name, df[name].to_numpy(dtype=float)) for name in FLOAT_COLUMNS]
+    times = df["ts"].to_numpy(dtype="int64").tolist()
+    return [
+        f"{head}{side}{trade_id} {','.join(filter(None, values))} {ts}"
+        for head, side, trade_id, ts, *values in zip(heads, sides, ids, times, *fields, strict=True)
+    ]
+
+
+class _NotPlain(Exception):
+    """A record the fast path leaves to :func:`normalize_ticks` (which names any problem)."""
+
+
+def record_lines(records: Sequence[Sequence[object]]) -> list[str]:
+    """:func:`to_line_protocol` of plain, valid rows, without a DataFrame: one line per distinct
+    tick (the last of a repeated identity wins, as in :func:`normalize_ticks`).
+
+    Plain means exactly what the stream parsers emit: ``str`` names, an ``int`` time, finite
+    ``float`` values or ``None``. Anything else raises :class:`_NotPlain`.
+    """
+    by_identity: dict[tuple, str] = {}
+    tags_of: dict[tuple[str, str], str] = {}
+    for record in records:
+        venue, symbol, kind, ts, price, size, side, bid, ask, bid_size, ask_size, trade_id = record
+        incomplete = (
+            (price is None or size is None) if kind == "trade" else (bid is None and ask is None)
+        )
+        if (
+            incomplete
+            or kind not in KINDS
+            or type(ts) is not int
+            or type(venue) is not str
+            or type(symbol) is not str
+            or not venue
+            or not symbol
+            or (side is not None and side not in SIDES)
+            or (trade_id is not None and type(trade_id) is not str)
+        ):
+            raise _NotPlain
+        fields = []
+        values = (price, size, bid, ask, bid_size, ask_size)
+        for name, value in zip(FLOAT_COLUMNS, values, strict=True):
+            if value is not None:
+                if type(value) is not float or not math.isfinite(value):
+                    raise _NotPlain
+                fields.append(f"{name}={value!r}")
+        tags = tags_of.get((venue, symbol))
+        if tags is None:
+            tags = f"venue={_escape_tag(venue)},symbol={_escape_tag(symbol)}"
+            tags_of[(venue, symbol)] = tags
+        line = f"{kind},{tags}"
+        if side is not None:
+            line += f",side={side}"
+        if trade_id:
+            line += f",trade_id={_escape_tag(trade_id)}"
+        by_identity[(venue, symbol, kind, ts, trade_id)] = f"{line} {','.join(fields)} {ts}"
+    return list(by_identity.values())
 
 
 class InfluxTickStore(TickStore):
@@ -366,6 +449,9 @@ class InfluxTickStore(TickStore):
         self.bucket = bucket
         self.batch_size = batch_size
         self.timeout_s = timeout_s
+        self._client_lock = threading.Lock()
+        self._client = None
+        self._api = None
 
     def __repr__(self) -> str:
         return f"InfluxTickStore(url={self.url!r}, org={self.org!r}, bucket={self.bucket!r})"
@@ -374,32 +460,57 @@ class InfluxTickStore(TickStore):
         token = self._token.get_secret_value()
         return {"Authorization": f"Token {token}"} if token else {}
 
-    def write(self, ticks: pd.DataFrame) -> int:
-        from influxdb_client import InfluxDBClient, WritePrecision
-        from influxdb_client.client.write_api import SYNCHRONOUS
+    def _write_api(self):  # noqa: ANN202 - influxdb-client's WriteApi, imported lazily
+        """One client per store, kept across writes (and shared by concurrent writers)."""
+        with self._client_lock:
+            if self._api is None:
+                from influxdb_client import InfluxDBClient
+                from influxdb_client.client.write_api import SYNCHRONOUS
 
+                self._client = InfluxDBClient(
+                    url=self.url,
+                    token=self._token.get_secret_value(),
+                    org=self.org,
+                    timeout=int(self.timeout_s * 1000),
+                )
+                self._api = self._client.write_api(write_options=SYNCHRONOUS)
+            return self._api
+
+    def _post(self, lines: list[str]) -> None:
+        from influxdb_client import WritePrecision
+
+        write_api = self._write_api()
+        for offset in range(0, len(lines), self.batch_size):
+            write_api.write(
+                bucket=self.bucket,
+                org=self.org,
+                record=lines[offset : offset + self.batch_size],
+                write_precision=WritePrecision.NS,
+            )
+        dg.get_dagster_logger().debug("wrote %d ticks to influx bucket %s", len(lines), self.bucket)
+
+    def write(self, ticks: pd.DataFrame) -> int:
         df = normalize_ticks(ticks)
         if df.empty:
             return 0
         lines = to_line_protocol(df)
-        with (
-            InfluxDBClient(
-                url=self.url,
-                token=self._token.get_secret_value(),
-                org=self.org,
-                timeout=int(self.timeout_s * 1000),
-            ) as client,
-            client.write_api(write_options=SYNCHRONOUS) as write_api,
-        ):
-            for offset in range(0, len(lines), self.batch_size):
-                write_api.write(
-                    bucket=self.bucket,
-                    org=self.org,
-                    record=lines[offset : offset + self.batch_size],
-                    write_precision=WritePrecision.NS,
-                )
-        dg.get_dagster_logger().debug("wrote %d ticks to influx bucket %s", len(lines), self.bucket)
+        self._post(lines)
         return len(lines)
+
+    def write_records(self, records: Sequence[Sequence[object]]) -> int:
+        try:
+            lines = record_lines(records)
+        except _NotPlain:
+            return super().write_records(records)
+        if lines:
+            self._post(lines)
+        return len(lines)
+
+    def close(self) -> None:
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+            self._client = self._api = None
 
     def query(self, influxql: str) -> Iterator[dict]:
         """Run InfluxQL on /query (epoch ns, chunked); yield each series of each chunk."""
