@@ -13,9 +13,11 @@ import dagster as dg
 
 from assets.backtests import backtest_assets
 from assets.decisions import trading_session
-from assets.ingest.factory import raw_candle_assets, raw_candle_checks, raw_macro_assets
+from assets.ingest.factory import raw_asset_checks, raw_assets
+from assets.ingest.ticks import tick_definitions
 from assets.signals.features import features
 from assets.signals.regime import regime
+from assets.signals.sentiment import sentiment_assets, sentiment_checks
 from assets.transform import coinswarm_dbt_models
 from orchestration.deployment import Deployment, current_deployment
 from orchestration.jobs import backtest_job, daily_pipeline_job, ingest_job, trading_job
@@ -30,11 +32,12 @@ def build_definitions(
     """All definitions for ``deployment``; ``resources`` replaces the deployment's resources
     (tests bind their own servers this way)."""
     automate = deployment is Deployment.PROD
-    ingest = dg.Definitions(
-        assets=[*raw_candle_assets, *raw_macro_assets], asset_checks=raw_candle_checks
-    )
+    ingest = dg.Definitions(assets=raw_assets, asset_checks=raw_asset_checks)
+    ticks = tick_definitions(running=automate)
     transform = dg.Definitions(assets=[coinswarm_dbt_models])
-    signals = dg.Definitions(assets=[features, regime])
+    signals = dg.Definitions(
+        assets=[features, regime, *sentiment_assets], asset_checks=sentiment_checks
+    )
     trading = dg.Definitions(
         assets=[trading_session],
         jobs=[trading_job],
@@ -46,6 +49,7 @@ def build_definitions(
     )
     return dg.Definitions.merge(
         ingest,
+        ticks,
         transform,
         signals,
         trading,

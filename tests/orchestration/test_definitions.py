@@ -3,6 +3,7 @@
 import dagster as dg
 import pytest
 
+from assets.ingest.registry import CANDLE_FEEDS, DOCUMENT_FEEDS, FEEDS
 from orchestration.definitions import build_definitions
 from orchestration.deployment import Deployment, current_deployment
 from orchestration.sensors import FEATURES_KEY, REGIME_KEY, trading_run_key
@@ -15,6 +16,8 @@ PROD_ENV = {
     "COINSWARM_INFLUX_ORG": "coinswarm",
     "COINSWARM_INFLUX_BUCKET": "ticks",
     "FRED_API_KEY": "fred-key-not-real",
+    "NEWSAPI_API_KEY": "newsapi-key-not-real",
+    "X_BEARER_TOKEN": "x-token-not-real",
 }
 
 
@@ -38,6 +41,12 @@ def test_prod_definitions_load_with_secrets_from_the_environment(
     # EnvVar is resolved at run time: the secret is not a plain string in the definitions.
     assert isinstance(postgres.url, dg.EnvVar)
     assert isinstance(defs.resources["fred_client"].api_key, dg.EnvVar)
+    assert isinstance(defs.resources["newsapi_client"].api_key, dg.EnvVar)
+    assert isinstance(defs.resources["twitter_client"].bearer_token, dg.EnvVar)
+    # every source's client is bound, live in prod
+    for feed in FEEDS:
+        client = defs.resources[feed.client_key]
+        assert client.synthetic is False, feed.client_key
 
 
 def test_the_deployment_switch_names_a_bad_value(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,13 +62,19 @@ def test_every_asset_has_group_kinds_and_description(local_defs: dg.Definitions)
         node = graph.get(key)
         assert node.description, f"{key.to_user_string()} has no description"
         assert node.kinds, f"{key.to_user_string()} has no kinds"
-        if node.group_name != "backtests":  # a report covers all history, not one day
+        # a backtest report covers all history; the live tick stream is an external asset
+        if node.group_name != "backtests" and not node.is_external:
             assert node.partitions_def is not None, f"{key.to_user_string()} is not partitioned"
         groups.setdefault(node.group_name, set()).add(key.to_user_string())
-    assert set(groups) == {"ingest", "transform", "signals", "trading", "backtests"}
-    assert {"raw/binance/ohlcv", "raw/coinbase/ohlcv", "raw/fred/observations"} <= groups["ingest"]
+    assert set(groups) == {"ingest", "transform", "signals", "trading", "backtests", "ticks"}
+    assert {feed.asset_path for feed in FEEDS} <= groups["ingest"]
+    assert len(FEEDS) >= 15
     assert {"analytics/stg_binance_ohlcv", "analytics/fct_pair_returns"} <= groups["transform"]
-    assert groups["signals"] == {"signals/features", "signals/regime"}
+    assert groups["signals"] == {
+        "signals/features", "signals/regime",
+        "signals/sentiment_documents", "signals/sentiment_hourly",
+    }  # fmt: skip
+    assert groups["ticks"] == {"raw/ticks/stream", "raw/ticks/bars_1m"}
     assert groups["trading"] == {
         f"trading/{t}" for t in ("decisions", "orders", "fills", "positions", "pnl")
     }
@@ -75,25 +90,46 @@ def test_dbt_sources_link_to_the_raw_assets(local_defs: dg.Definitions) -> None:
 def test_raw_candle_checks_are_blocking(local_defs: dg.Definitions) -> None:
     graph = local_defs.resolve_asset_graph()
     checks = {
-        key: graph.get_check_spec(key)
+        key.asset_key.to_user_string(): graph.get_check_spec(key).blocking
         for key in graph.asset_check_keys
         if key.name == "candles_valid"
     }
-    assert {k.asset_key.to_user_string() for k in checks} == {
+    assert checks == {
+        "raw/binance/ohlcv": True,
+        "raw/coinbase/ohlcv": True,
+        "raw/kraken/ohlcv": False,  # not a trading input
+    }
+
+
+def test_every_raw_asset_has_its_suite_as_a_check_blocking_only_for_trading_inputs(
+    local_defs: dg.Definitions,
+) -> None:
+    graph = local_defs.resolve_asset_graph()
+    found = {
+        (key.asset_key.to_user_string(), key.name): graph.get_check_spec(key).blocking
+        for key in graph.asset_check_keys
+        if key.asset_key.path[0] == "raw" and key.asset_key.path[1] != "ticks"
+    }
+    assert found == {(feed.asset_path, feed.check_name): feed.blocking for feed in FEEDS}
+    blocking = {asset for (asset, _), is_blocking in found.items() if is_blocking}
+    assert blocking == {
         "raw/binance/ohlcv",
         "raw/coinbase/ohlcv",
+        *(feed.asset_path for feed in DOCUMENT_FEEDS),  # they feed signals/sentiment
     }
-    assert all(spec.blocking for spec in checks.values())
 
 
 def test_raw_assets_backfill_in_one_run_and_share_a_pool_per_api(
     local_defs: dg.Definitions,
 ) -> None:
     graph = local_defs.resolve_asset_graph()
-    for venue in ("binance", "coinbase"):
-        node = graph.get(dg.AssetKey(["raw", venue, "ohlcv"]))
-        assert node.backfill_policy == dg.BackfillPolicy.single_run()
-        assert node.pools == {f"{venue}_api"}
+    for feed in FEEDS:
+        node = graph.get(dg.AssetKey(feed.key))
+        assert node.backfill_policy == dg.BackfillPolicy.single_run(), feed.asset_path
+        assert node.pools == {feed.pool}, feed.asset_path
+    venues = {feed.pool for feed in FEEDS}
+    assert {"binance_api", "binance_futures_api", "coinbase_api", "kraken_api"} <= venues
+    assert {f.pool for f in CANDLE_FEEDS if f.venue == "binance"} == {"binance_api"}
 
 
 def test_jobs_schedule_and_sensor_are_listed(local_defs: dg.Definitions) -> None:

@@ -28,6 +28,50 @@ CONTRACT: dict[str, set[str]] = {
         "zscore", "rsi", "momentum",
     },
     "signals.regimes": {"symbol", "ts", "regime", "trend_strength", "vol_ratio"},
+    "raw.binance_agg_trades": {
+        "symbol", "agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id",
+        "trade_time", "is_buyer_maker", "is_best_match", "ingested_at",
+    },
+    "raw.binance_order_book": {
+        "symbol", "snapshot_date", "taken_at", "update_id", "side", "level", "price",
+        "quantity", "order_count", "ingested_at",
+    },
+    "raw.binance_futures_funding_rates": {
+        "symbol", "funding_time", "funding_rate", "mark_price", "ingested_at",
+    },
+    "raw.coinbase_trades": {
+        "symbol", "trade_id", "trade_time", "price", "size", "side", "ingested_at",
+    },
+    "raw.coinbase_order_book": {
+        "symbol", "snapshot_date", "taken_at", "update_id", "side", "level", "price",
+        "quantity", "order_count", "ingested_at",
+    },
+    "raw.kraken_ohlcv": {
+        "symbol", "interval", "open_time", "open", "high", "low", "close", "volume",
+        "ingested_at",
+    },
+    "raw.kraken_trades": {
+        "symbol", "trade_id", "trade_time", "price", "volume", "side", "order_type", "misc",
+        "ingested_at",
+    },
+    "raw.coingecko_market_caps": {
+        "snapshot_date", "taken_at", "coin_id", "symbol", "name", "price_usd", "market_cap_usd",
+        "total_volume_usd", "market_cap_rank", "dominance_pct", "total_market_cap_usd",
+        "ingested_at",
+    },
+    "raw.fear_greed_index": {
+        "observed_at", "value", "classification", "ingested_at",
+    },
+    "raw.blockchain_network_stats": {
+        "chart", "observed_at", "value", "unit", "ingested_at",
+    },
+    "raw.tick_bars_1m": {
+        "venue", "symbol", "bar_time", "open", "high", "low", "close", "volume", "quote_volume",
+        "buy_volume", "trades", "vwap", "ingested_at",
+    },
+    "signals.sentiment_hourly": {
+        "hour", "symbol", "n_documents", "mean_compound", "pos_share", "neg_share", "sources",
+    },
     "trading.decisions": {
         "symbol", "ts", "partition_date", "direction", "confidence", "regime", "votes",
         "outcome", "reason",
