@@ -21,7 +21,6 @@ from assets.ingest.ticks import (
     TICK_STREAM_KEY,
     bars_from_trades,
     tick_bars_1m,
-    tick_definitions,
     tick_freshness_job,
     tick_stream,
     ticks_fresh,
@@ -206,7 +205,7 @@ def test_tick_definitions_load_with_the_rest(monkeypatch: pytest.MonkeyPatch) ->
     from orchestration.definitions import build_definitions
     from orchestration.deployment import Deployment
 
-    defs = dg.Definitions.merge(build_definitions(Deployment.LOCAL), tick_definitions(False))
+    defs = build_definitions(Deployment.LOCAL)  # the composition root registers them
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     bars = graph.get(dg.AssetKey(["raw", "ticks", "bars_1m"]))
