@@ -265,6 +265,8 @@ class ExecutionEngine:
         quantity = step / reference_price
         if side is Side.SELL and ((target == 0.0 and not sliced) or quantity > held):
             quantity = held
+        if not quantity > 0.0:  # e.g. a vanishing scale: the difference underflows to nothing
+            return hold(f"rebalance {difference:+.6g} is too small to express as a quantity")
         limit_price = None
         if advice.order_type == "limit" and not over_limit:
             offset = advice.limit_offset_bps / 1e4

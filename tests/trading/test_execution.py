@@ -201,3 +201,14 @@ def test_limit_orders_rest_one_bar_reserve_cash_and_fill_only_if_touched() -> No
     assert settled is not None and settled.status == "filled"
     assert settled.fills[0].liquidity == "maker"
     assert settled.fills[0].price == pytest.approx(0.1 * (1 - 0.005))
+
+
+def test_a_vanishing_scale_holds_instead_of_ordering_nothing() -> None:
+    """Found by the session fuzz: scale 5e-324 made a quantity that underflows to 0."""
+    execution, broker = engine()
+    portfolio, prices = Portfolio("BTC", 4.0), {"ETH/BTC": 10.0}  # target 5e-324 BTC
+    report = execution.execute(
+        proposal_with(1.0, scale=5e-324), portfolio, make_bar(close=10.0), prices
+    )
+    assert report.outcome == "hold" and "too small" in report.reason
+    assert broker.orders == []
