@@ -322,8 +322,13 @@ class RiskGate:
         ref = intent.reference_price
         mark = float(prices.get(intent.symbol, ref))
         f, g = limits.max_position_fraction, limits.max_gross_exposure_fraction
-        # Resting buys will pay their costs too: size against the equity left after them.
+        # Resting orders will pay their costs too: size against the equity left after them
+        # (a resting sell's fee lowers equity and so lifts this position's share).
         equity -= max(0.0, reserved.cash - reserved.gross_buy_value)
+        equity -= a * sum(
+            quantity * float(prices.get(symbol, 0.0))
+            for symbol, quantity in reserved.sell_quantity.items()
+        )
         position_value = portfolio.quantity(intent.symbol) * mark
         position_value += reserved.buy_value.get(intent.symbol, 0.0)
         gross = portfolio.gross_exposure(prices) + reserved.gross_buy_value

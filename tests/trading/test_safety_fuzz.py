@@ -277,6 +277,9 @@ class Ledger:
     """Breaches an order was allowed to create, by decision time (see ``checked_execute``)."""
     costs: float = 0.0
     """Fees plus slippage against the decision bar's close, summed over every fill."""
+    sell_costs: float = 0.0
+    """The same, over sells only: a sale's fee lowers equity and lifts every other position's
+    share, and a sale is never refused for that (it reduces risk)."""
 
 
 def checked_execute(
@@ -302,6 +305,7 @@ def checked_execute(
     report = (execute or engine.execute)(proposal, portfolio, bar, prices)
     ledger.decisions += 1
     ledger.costs += fill_costs(report.fills, bar)
+    ledger.sell_costs += fill_costs(tuple(f for f in report.fills if f.side is Side.SELL), bar)
 
     after_state = committed(engine, portfolio)
     after = breach_keys(after_state, prices, limits)
@@ -419,7 +423,9 @@ def test_no_order_ever_breaks_a_limit(scenario: Scenario, data: st.DataObject) -
             prices[bar.symbol] = bar.close
         for bar in step_bars:
             settled = engine.settle(bar, portfolio)
-            ledger.costs += fill_costs(settled.fills if settled else (), bar)
+            fills = settled.fills if settled else ()
+            ledger.costs += fill_costs(fills, bar)
+            ledger.sell_costs += fill_costs(tuple(f for f in fills if f.side is Side.SELL), bar)
         portfolio.mark(prices)
         gate.refresh(portfolio, prices)
         for bar in step_bars:
@@ -427,8 +433,10 @@ def test_no_order_ever_breaks_a_limit(scenario: Scenario, data: st.DataObject) -
             checked_execute(engine, proposal, portfolio, bar, prices, killed=killed, ledger=ledger)
         assert portfolio.cash >= 0.0
         if started_inside and not scenario.drift:
-            # nothing drifted, so nothing may be outside its limit
-            assert check_limits(portfolio, prices, limits, tolerance=TOLERANCE) == []
+            # nothing drifted, so nothing may be outside its limit beyond what sales' fees
+            # explain (buys are held to the strict rule order by order in checked_execute)
+            slack = ledger.sell_costs / portfolio.initial_cash
+            assert check_limits(portfolio, prices, limits, tolerance=TOLERANCE + slack) == []
     assert ledger.decisions > 0
     event(f"orders placed: {min(len(ledger.orders), 5)}+")
     event(f"states ordered in: {sorted({state.value for *_, state in ledger.orders})}")
