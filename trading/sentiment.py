@@ -37,7 +37,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -191,8 +191,10 @@ class HashingEmbedder:
         return f"HashingEmbedder(dim={self._dim})"
 
 
-@cache
+@lru_cache(maxsize=1 << 16)
 def _hashed_bucket(key: bytes, feature: str, dim: int) -> tuple[int, float]:
+    """Bounded: frequent words hit the cache, while the long tail of bigrams a range backfill
+    sees would otherwise grow it by ~200 bytes per distinct feature for the whole run."""
     digest = hashlib.blake2b(feature.encode("utf-8"), digest_size=8, key=key).digest()
     value = int.from_bytes(digest, "little")
     return value % dim, (1.0 if (value >> 63) & 1 == 0 else -1.0)

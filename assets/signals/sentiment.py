@@ -50,16 +50,6 @@ HOURLY_SCHEMA = dg.TableSchema(
 )
 
 
-def _partition_days(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> list[str]:
-    window = context.partition_time_window
-    return daily_partitions.get_partition_keys_in_range(
-        dg.PartitionKeyRange(
-            daily_partitions.get_partition_key_for_timestamp(window.start.timestamp()),
-            daily_partitions.get_partition_key_for_timestamp(window.end.timestamp() - 1),
-        )
-    )
-
-
 def _latest_metadata(
     instance: dg.DagsterInstance, key: dg.AssetKey, day: str
 ) -> Mapping[str, Any] | None:
@@ -157,7 +147,7 @@ def sentiment_documents(
     embedded as a 384-dimension unit vector, stored in MongoDB next to its raw document (same
     ``_id``). ``embedding_model`` names the embedder on every document: vectors of different
     models must not be compared. Items without any text are left out and counted."""
-    days = _partition_days(context)
+    days = context.partition_keys
     db = mongo.get_database()
     raw_docs = [
         _checked(raw)
@@ -189,14 +179,13 @@ def sentiment_documents(
     if without_text:
         context.log.warning("%d documents have no text: %s", len(without_text), without_text[:5])
     sources = Counter(doc["source"] for doc in scored)
+    scored_per_day = Counter(doc["partition_date"] for doc in scored)
     compounds = [doc["vader"]["compound"] for doc in scored]
     return dg.MaterializeResult(
         metadata={
             "documents": len(scored),
-            "dagster/row_count": len(scored),
-            DOCUMENTS_PER_DAY_KEY: {
-                day: sum(d["partition_date"] == day for d in scored) for day in days
-            },
+            ROW_COUNT_KEY: len(scored),
+            DOCUMENTS_PER_DAY_KEY: {day: scored_per_day[day] for day in days},
             "documents_per_source": dict(sorted(sources.items())),
             "documents_without_text": len(without_text),
             "untagged_documents": sum(not doc["symbols"] for doc in scored),
@@ -262,7 +251,7 @@ def sentiment_hourly(
     """Sentiment per UTC hour and ticker: how many documents mentioned the asset, their mean
     VADER compound, the shares of positive and negative ones, and the documents per source.
     A document about several tickers counts for each; hours without documents have no row."""
-    days = _partition_days(context)
+    days = context.partition_keys
     documents = list(
         mongo.get_database()[SENTIMENT_COLLECTION]
         .find(
@@ -285,9 +274,9 @@ def sentiment_hourly(
         }
     )
     hourly = hourly_sentiment(scored)
-    per_symbol = hourly.groupby("symbol")["n_documents"].sum() if not hourly.empty else {}
+    per_symbol = hourly.groupby("symbol")["n_documents"].sum()
     return dg.Output(
-        hourly[list(HOURLY_COLUMNS)],
+        hourly,
         metadata={
             "documents": len(documents),
             "untagged_documents": sum(not d.get("symbols") for d in documents),
@@ -380,7 +369,7 @@ def sentiment_hourly_valid(
     context: dg.AssetCheckExecutionContext, postgres: PostgresStoreResource
 ) -> dg.AssetCheckResult:
     window = context.partition_time_window
-    days = _partition_days(context)
+    days = context.partition_keys
     rows = read_window(
         postgres.get_engine(),
         HOURLY_TABLE,

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from pymongo.database import Database
 
 from assets.ingest.registry import RAW_DOCUMENTS_COLLECTION
+from assets.ingest.sources.documents import document
 from assets.signals.sentiment import (
     HOURLY_CHECK_NAME,
     HOURLY_SUITE,
@@ -53,20 +54,19 @@ def _raw(
     text: str | None,
     symbols: list[str],
 ) -> dict[str, Any]:
-    """An item as the text sources store it in raw_documents."""
-    return {
-        "_id": f"{source}:{native_id}",
-        "source": source,
-        "native_id": native_id,
-        "published_at": published_at,
-        "partition_date": published_at.date().isoformat(),
-        "title": title,
-        "text": text,
-        "url": f"https://{source}.example/{native_id}",
-        "author": "someone",
-        "symbols": symbols,
-        "raw": {"id": native_id, "payload": "as the API returned it"},
-    }
+    """An item as the text sources store it in raw_documents, tagged with ``symbols`` (not the
+    sources' ticker match) so the cases can tag an empty post or a lower-case ticker."""
+    item = document(
+        source=source,
+        native_id=native_id,
+        published_at=published_at,
+        title=title,
+        text=text,
+        url=f"https://{source}.example/{native_id}",
+        author="someone",
+        raw={"id": native_id, "payload": "as the API returned it"},
+    )
+    return {**item, "symbols": symbols}
 
 
 GOOD_NEWS = _raw(
