@@ -3,7 +3,7 @@
 1. Throughput. The recorded sessions in ``../shared/data`` (Binance BTC/USDT and ETH/USDT
    ~345 s each, the cryptofeed Binance and Coinbase sessions: 85,078 messages, 68,280 ticks)
    replayed as fast as possible through the service's whole path - parse, gap check,
-   de-duplicate, batch, ``InfluxTickStore.write`` - into a real InfluxDB 1.6.7 behind the
+   de-duplicate, batch, ``InfluxTickStore.write_records`` - into a real InfluxDB 1.6.7 behind the
    v2-write shim the tests use. Baseline, same run, same server, same ticks: the line protocol
    of those ticks, built beforehand, POSTed to the same ``/api/v2/write`` in the same 5,000-line
    bodies, one at a time and two at a time (the service writes two batches at once): the

@@ -17,10 +17,10 @@ import pandas as pd
 from pydantic import Field
 
 from assets.ingest.streams import DEFAULT_SYMBOLS
+from orchestration.groups import TICKS_GROUP
 from orchestration.partitions import daily_partitions
 from orchestration.resources.ticks import TickStore, TickStoreResource
 
-TICKS_GROUP = "ticks"
 TICK_STREAM_KEY = dg.AssetKey(["raw", "ticks", "stream"])
 BARS_TABLE = "raw.tick_bars_1m"
 NS_PER_MINUTE = 60 * 1_000_000_000

@@ -16,7 +16,7 @@ import math
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -214,6 +214,9 @@ class ParquetTickStore(TickStore):
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
 
+    def __repr__(self) -> str:
+        return f"ParquetTickStore(root={str(self.root)!r})"
+
     def _day_dir(self, venue: str, symbol: str, day: date) -> Path:
         # Symbols contain "/" ("ETH/BTC"): percent-encode values as hive partitioning does.
         return (
@@ -334,57 +337,21 @@ def _influxql_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _field_texts(name: str, values: np.ndarray) -> list[str]:
-    """``name=<repr>`` per value, ``""`` where the value is NaN (the field is left out)."""
-    return [f"{name}={v!r}" if v == v else "" for v in values.tolist()]
-
-
-def to_line_protocol(df: pd.DataFrame) -> list[str]:
-    """One line per tick: measurement = kind; tags venue, symbol, side, trade_id; float fields.
-
-    ``trade_id`` is a tag, so equal-timestamp trades are distinct series points instead of
-    overwriting each other, and re-writing a tick overwrites the same point identically.
-    Built column by column: the streaming service sends every tick through here.
-    """
-    if df.empty:
-        return []
-    escaped: dict[str, str] = {}
-
-    def tag(value: str) -> str:
-        text = escaped.get(value)
-        if text is None:
-            text = escaped[value] = _escape_tag(value)
-        return text
-
-    heads = [
-        f"{kind},venue={tag(venue)},symbol={tag(symbol)}"
-        for kind, venue, symbol in zip(
-            df["kind"].tolist(), df["venue"].tolist(), df["symbol"].tolist(), strict=True
-        )
-    ]
-    sides = [f",side={side}" if isinstance(side, str) else "" for side in df["side"].tolist()]
-    ids = [
-        f",trade_id={_escape_tag(trade_id)}" if isinstance(trade_id, str) and trade_id else ""
-        for trade_id in df["trade_id"].tolist()
-    ]
-    fields = [_field_texts(name, df[name].to_numpy(dtype=float)) for name in FLOAT_COLUMNS]
-    times = df["ts"].to_numpy(dtype="int64").tolist()
-    return [
-        f"{head}{side}{trade_id} {','.join(filter(None, values))} {ts}"
-        for head, side, trade_id, ts, *values in zip(heads, sides, ids, times, *fields, strict=True)
-    ]
-
-
 class _NotPlain(Exception):
     """A record the fast path leaves to :func:`normalize_ticks` (which names any problem)."""
 
 
-def record_lines(records: Sequence[Sequence[object]]) -> list[str]:
-    """:func:`to_line_protocol` of plain, valid rows, without a DataFrame: one line per distinct
-    tick (the last of a repeated identity wins, as in :func:`normalize_ticks`).
+def record_lines(records: Iterable[Sequence[object]]) -> list[str]:
+    """One line per distinct tick: measurement = kind; tags venue, symbol, side, trade_id; the
+    non-null float fields; the time in ns. The last of a repeated identity wins, as in
+    :func:`normalize_ticks`.
 
-    Plain means exactly what the stream parsers emit: ``str`` names, an ``int`` time, finite
-    ``float`` values or ``None``. Anything else raises :class:`_NotPlain`.
+    ``trade_id`` is a tag, so equal-timestamp trades are distinct series points instead of
+    overwriting each other, and re-writing a tick overwrites the same point identically.
+    Built straight from the rows, with no DataFrame: the streaming service sends every tick
+    through here. The rows must be plain and valid, exactly what the stream parsers emit:
+    ``str`` names, an ``int`` time, finite ``float`` values or ``None``; anything else raises
+    :class:`_NotPlain`.
     """
     by_identity: dict[tuple, str] = {}
     tags_of: dict[tuple[str, str], str] = {}
@@ -423,6 +390,15 @@ def record_lines(records: Sequence[Sequence[object]]) -> list[str]:
             line += f",trade_id={_escape_tag(trade_id)}"
         by_identity[(venue, symbol, kind, ts, trade_id)] = f"{line} {','.join(fields)} {ts}"
     return list(by_identity.values())
+
+
+def to_line_protocol(df: pd.DataFrame) -> list[str]:
+    """:func:`record_lines` of a frame :func:`normalize_ticks` returned (NaN read as null)."""
+    columns = [
+        df[col].tolist() if col == "ts" else [None if v != v else v for v in df[col].tolist()]
+        for col in TICK_COLUMNS
+    ]
+    return record_lines(zip(*columns, strict=True))
 
 
 class InfluxTickStore(TickStore):

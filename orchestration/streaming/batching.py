@@ -186,6 +186,8 @@ class BatchWriter:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
             self._room.set()
+            # Every way out (drained, cancelled by the service or by close) ends up here.
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _worker(self) -> None:
         loop = asyncio.get_running_loop()
@@ -231,7 +233,9 @@ class BatchWriter:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                written = await loop.run_in_executor(self._executor, self._write_now, ticks)
+                written = await loop.run_in_executor(
+                    self._executor, self.store.write_records, ticks
+                )
             except TickValidationError:
                 raise  # a parser let an invalid tick through: a bug, not an outage
             except Exception as exc:  # noqa: BLE001 - any store error is retried
@@ -244,9 +248,6 @@ class BatchWriter:
             self.stats.ticks_written += written
             self.stats.largest_batch = max(self.stats.largest_batch, len(ticks))
             return
-
-    def _write_now(self, ticks: list[Tick]) -> int:
-        return self.store.write_records(ticks)
 
     def _failed(self, exc: Exception) -> None:
         self.stats.write_failures += 1
@@ -305,7 +306,4 @@ class BatchWriter:
             writer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer_task
-            error = StoreUnavailableError(reason, at_risk=at_risk)
-            raise error from None
-        finally:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            raise StoreUnavailableError(reason, at_risk=at_risk) from None

@@ -83,6 +83,10 @@ def test_backoff_is_exponential_capped_jittered_and_reproducible() -> None:
     assert [no_jitter.next_delay() for _ in range(5)] == [0.1, 0.2, 0.4, 0.8, 1.0]
     no_jitter.reset()
     assert no_jitter.next_delay() == 0.1
+    # Hours of outage: thousands of retries stay at the cap (2.0**1024 would overflow).
+    long_outage = Backoff(0.2, 10.0, seed=0)
+    delays = [long_outage.next_delay() for _ in range(5_000)]
+    assert all(5.0 <= d <= 10.0 for d in delays[10:])
     with pytest.raises(ValueError, match="jitter"):
         Backoff(jitter=1.5)
 
