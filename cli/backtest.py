@@ -12,7 +12,6 @@ from pathlib import Path
 
 from trading.backtest.data import DatasetError, load_dataset, parse_data_argument
 from trading.backtest.engine import run_backtest
-from trading.backtest.outputs import write_outputs
 from trading.config import CommitteeConfigError, load_committee_config
 
 PROGRESS_MIN_BARS = 5_000
@@ -54,6 +53,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
+    # Imported here: the report's matplotlib adds a second to every other coinswarm command,
+    # since building the command line imports this module.
+    from trading.backtest.outputs import write_outputs
+
     try:
         config = load_committee_config(args.config)
         datasets = [load_dataset(*parse_data_argument(item)) for item in args.data]

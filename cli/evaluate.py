@@ -23,7 +23,6 @@ from typing import Any
 
 from trading.backtest.data import DatasetError, load_dataset
 from trading.backtest.engine import run_backtest
-from trading.backtest.outputs import write_outputs
 from trading.config import CONFIGS_DIR, CommitteeConfig, CommitteeConfigError, load_committee_config
 
 SWING_FROM_SECONDS = 3600.0
@@ -110,6 +109,8 @@ def render_markdown(rows: list[dict[str, Any]], skipped: dict[str, str], config:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from trading.backtest.outputs import write_outputs  # late, as in cli.backtest: matplotlib
+
     configs: dict[str, tuple[CommitteeConfig, str | None]] = {}
 
     def committee(path: Path | None, label: str) -> tuple[CommitteeConfig, str | None]:

@@ -95,7 +95,9 @@ def build_inputs(closes: pd.Series, symbol: str = "BTC/USDT") -> dict[str, Any]:
     traded = pd.Series(changes * equity.to_numpy(), index=closes.index)
     metrics = {
         "strategy": summarize(equity, trade_pnls, fraction * equity, traded, 365),
-        "benchmark": summarize(benchmark, [], np.ones(len(benchmark)), np.zeros(len(ts)), 365),
+        "benchmark_buy_and_hold": summarize(
+            benchmark, [], np.ones(len(benchmark)), np.zeros(len(ts)), 365
+        ),
         "per_agent": {
             "trend": {"hit_rate": 0.5625, "n_votes": 240, "sharpe_ratio": 1.23456},
             "mean_reversion": {"hit_rate": 0.4375, "n_votes": 240, "sharpe_ratio": None},
@@ -215,7 +217,7 @@ def test_svg_ids_are_unique_across_the_document(inputs: dict[str, Any]) -> None:
 def test_metrics_are_formatted(inputs: dict[str, Any]) -> None:
     document = render(inputs)
     strategy = inputs["metrics"]["strategy"]
-    benchmark = inputs["metrics"]["benchmark"]
+    benchmark = inputs["metrics"]["benchmark_buy_and_hold"]
     assert f"<td>{strategy['total_return'] * 100:,.2f}%</td>" in document
     assert f"<td>{benchmark['total_return'] * 100:,.2f}%</td>" in document
     assert f"<td>{strategy['max_drawdown'] * 100:,.2f}%</td>" in document

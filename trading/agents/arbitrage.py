@@ -11,18 +11,8 @@ the edge is what is left after costs: ``|spread| - 2 * fee_bps / 1e4 - extra_bps
 
 from __future__ import annotations
 
-import math
-
-from trading.agents.base import Agent
+from trading.agents.base import Agent, non_negative_number
 from trading.domain import MarketSnapshot, Vote
-
-
-def _non_negative(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return float(value)
 
 
 class ArbitrageAgent(Agent):
@@ -37,10 +27,10 @@ class ArbitrageAgent(Agent):
         peer_feature: str = "peer_close",
     ) -> None:
         super().__init__(name)
-        self.fee_bps = _non_negative("fee_bps", fee_bps)
-        self.extra_bps = _non_negative("extra_bps", extra_bps)
-        self.min_edge_bps = _non_negative("min_edge_bps", min_edge_bps)
-        self.full_edge_bps = _non_negative("full_edge_bps", full_edge_bps)
+        self.fee_bps = non_negative_number("fee_bps", fee_bps)
+        self.extra_bps = non_negative_number("extra_bps", extra_bps)
+        self.min_edge_bps = non_negative_number("min_edge_bps", min_edge_bps)
+        self.full_edge_bps = non_negative_number("full_edge_bps", full_edge_bps)
         if self.full_edge_bps <= self.min_edge_bps:
             raise ValueError(
                 f"need min_edge_bps < full_edge_bps, got min_edge_bps={min_edge_bps}, "

@@ -53,6 +53,28 @@ class Agent(ABC):
         return f"{type(self).__name__}(name={self.name!r})"
 
 
+def finite_number(name: str, value: object) -> float:
+    """``value`` as a float, for checking an agent's parameters: a bool, a string, NaN or an
+    infinity is a ValueError naming the parameter (YAML hands over whatever it parsed)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def positive_number(name: str, value: object) -> float:
+    number = finite_number(name, value)
+    if number <= 0.0:
+        raise ValueError(f"{name} must be > 0, got {number}")
+    return number
+
+
+def non_negative_number(name: str, value: object) -> float:
+    number = finite_number(name, value)
+    if number < 0.0:
+        raise ValueError(f"{name} must be >= 0, got {number}")
+    return number
+
+
 def neutral_vote(agent: str, snapshot: MarketSnapshot, rationale: str) -> Vote:
     return Vote(
         agent=agent,

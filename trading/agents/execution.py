@@ -27,24 +27,11 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from trading.agents.base import Agent
+from trading.agents.base import Agent, finite_number, non_negative_number, positive_number
 from trading.domain import ExecutionAdvice, MarketSnapshot, Vote
 
 MAX_SLICES_ALLOWED = 1000
 """ExecutionAdvice.slices' upper bound."""
-
-
-def _finite(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _positive(name: str, value: object) -> float:
-    number = _finite(name, value)
-    if number <= 0.0:
-        raise ValueError(f"{name} must be > 0, got {number}")
-    return number
 
 
 class ExecutionAgent(Agent):
@@ -63,23 +50,21 @@ class ExecutionAgent(Agent):
         max_slices: int = 10,
     ) -> None:
         super().__init__(name)
-        self.target_vol = _positive("target_vol", target_vol)
+        self.target_vol = positive_number("target_vol", target_vol)
         if not isinstance(prefer_limit, bool):
             raise ValueError(f"prefer_limit must be true or false, got {prefer_limit!r}")
         self.prefer_limit = prefer_limit
-        self.urgent_zscore = _positive("urgent_zscore", urgent_zscore)
-        self.urgent_momentum = _positive("urgent_momentum", urgent_momentum)
-        self.offset_vol_multiple = _finite("offset_vol_multiple", offset_vol_multiple)
-        if self.offset_vol_multiple < 0.0:
-            raise ValueError(f"offset_vol_multiple must be >= 0, got {offset_vol_multiple}")
-        self.min_offset_bps = _finite("min_offset_bps", min_offset_bps)
-        self.max_offset_bps = _finite("max_offset_bps", max_offset_bps)
+        self.urgent_zscore = positive_number("urgent_zscore", urgent_zscore)
+        self.urgent_momentum = positive_number("urgent_momentum", urgent_momentum)
+        self.offset_vol_multiple = non_negative_number("offset_vol_multiple", offset_vol_multiple)
+        self.min_offset_bps = finite_number("min_offset_bps", min_offset_bps)
+        self.max_offset_bps = finite_number("max_offset_bps", max_offset_bps)
         if not 0.0 <= self.min_offset_bps <= self.max_offset_bps < 1e4:
             raise ValueError(
                 "need 0 <= min_offset_bps <= max_offset_bps < 10000, got "
                 f"min_offset_bps={min_offset_bps}, max_offset_bps={max_offset_bps}"
             )
-        self.max_participation = _positive("max_participation", max_participation)
+        self.max_participation = positive_number("max_participation", max_participation)
         if self.max_participation > 1.0:
             raise ValueError(f"max_participation must be in (0, 1], got {max_participation}")
         if (

@@ -18,17 +18,10 @@ daily-bar config should raise ``bar_vol_soft``/``bar_vol_hard`` or set both to N
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
-from trading.agents.base import Agent
+from trading.agents.base import Agent, finite_number
 from trading.domain import MarketSnapshot, Vote
-
-
-def _finite(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
 
 
 def _band(
@@ -39,8 +32,8 @@ def _band(
     *,
     upper: float | None = None,
 ) -> tuple[float, float]:
-    soft_value = _finite(soft_name, soft)
-    hard_value = _finite(hard_name, hard)
+    soft_value = finite_number(soft_name, soft)
+    hard_value = finite_number(hard_name, hard)
     if not 0.0 <= soft_value < hard_value:
         raise ValueError(
             f"need 0 <= {soft_name} < {hard_name}, got {soft_name}={soft_value}, "
@@ -107,7 +100,7 @@ class RiskAgent(Agent):
         self.exposure_soft, self.exposure_hard = _band(
             "exposure_soft", exposure_soft, "exposure_hard", exposure_hard
         )
-        self.reduce_confidence = _finite("reduce_confidence", reduce_confidence)
+        self.reduce_confidence = finite_number("reduce_confidence", reduce_confidence)
         if not 0.0 <= self.reduce_confidence <= 1.0:
             raise ValueError(f"reduce_confidence must be in [0, 1], got {reduce_confidence}")
 

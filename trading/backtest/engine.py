@@ -31,7 +31,7 @@ from trading.features import compute_features
 from trading.portfolio import Portfolio, booking_order
 from trading.reflection import Reflection
 from trading.regime import classify_regimes
-from trading.session import DecisionRecord, SessionResult
+from trading.session import DecisionRecord, SessionResult, TradingSession
 from trading.snapshots import build_snapshots
 
 SECONDS_PER_YEAR = 365.0 * 86400.0
@@ -157,14 +157,8 @@ def _trade_frame(fills: Sequence[Any], quote: str) -> pd.DataFrame:
             unit = basis / quantity if quantity > 0 else 0.0
             pnl = fill.notional - fill.fee - unit * sold
             left = quantity - sold
-            cost[fill.symbol] = (
-                (left, unit * left)
-                if left > 1e-12 * max(1.0, quantity)
-                else (
-                    0.0,
-                    0.0,
-                )
-            )
+            dust = left <= 1e-12 * max(1.0, quantity)
+            cost[fill.symbol] = (0.0, 0.0) if dust else (left, unit * left)
         rows.append(
             {
                 "ts": fill.ts,
@@ -340,7 +334,7 @@ def run_backtest(
     )
 
 
-def _weights_frame(session: Any) -> pd.DataFrame:
+def _weights_frame(session: TradingSession) -> pd.DataFrame:
     """Agent weights over time: one row per walk-forward window and agent."""
     provider = session.committee.weight_provider
     rows = [(row["window_start"], row["agent"], row["weight"]) for row in provider.history_rows()]
@@ -357,7 +351,7 @@ def _metrics(
     positions: pd.DataFrame,
     trades: pd.DataFrame,
     result: SessionResult,
-    session: Any,
+    session: TradingSession,
     weights: pd.DataFrame,
 ) -> dict[str, Any]:
     bar_seconds = _bar_seconds(datasets)
@@ -395,7 +389,7 @@ def _metrics(
         "start": equity["ts"].iloc[0].isoformat() if len(equity) else None,
         "end": equity["ts"].iloc[-1].isoformat() if len(equity) else None,
         "bars": int(len(equity)),
-        "bar_seconds": _bar_seconds(datasets),
+        "bar_seconds": bar_seconds,
         "quote": config.quote,
         "initial_cash": config.initial_cash,
         "final_equity": float(curve.iloc[-1]) if len(curve) else None,

@@ -596,10 +596,11 @@ def _metrics_section(metrics: Mapping[str, Any]) -> str:
         raise ValueError(f"metrics must be a mapping, got {type(metrics).__name__}")
     parts = ['<section id="metrics">', "<h2>Metrics</h2>"]
     remaining = dict(metrics)
-    strategy, benchmark = remaining.get("strategy"), remaining.get("benchmark")
+    # the keys trading.backtest.engine writes into metrics.json
+    strategy, benchmark = remaining.get("strategy"), remaining.get("benchmark_buy_and_hold")
     if _is_flat_mapping(strategy) and _is_flat_mapping(benchmark):
         parts += ["<h3>Strategy vs buy-and-hold</h3>", _comparison_table(strategy, benchmark)]
-        del remaining["strategy"], remaining["benchmark"]
+        del remaining["strategy"], remaining["benchmark_buy_and_hold"]
     scalars = {key: value for key, value in remaining.items() if _is_scalar(value)}
     if scalars:
         parts += ["<h3>Summary</h3>", _flat_table(scalars)]
@@ -789,9 +790,9 @@ def render_report(
 
     See the module docstring for the frames' columns and conventions. ``metrics`` is rendered
     generically in its own key order: scalars in a summary table, flat mappings as tables (a
-    ``strategy`` and a ``benchmark`` mapping side by side), mappings of mappings as a matrix
-    (shaded when the key names a correlation, e.g. ``agent_correlation``), lists (reflection
-    notes) as a list or, for lists of mappings, a table. Plots draw at most
+    ``strategy`` and a ``benchmark_buy_and_hold`` mapping side by side), mappings of mappings
+    as a matrix (shaded when the key names a correlation, e.g. ``agent_correlation``), lists
+    (reflection notes) as a list or, for lists of mappings, a table. Plots draw at most
     :data:`MAX_PLOT_POINTS` points per series, chosen by :func:`decimate` (each run's lowest and
     highest value plus the first and last bar), so the deepest drawdown and the last value are
     always on the plot and a 45,000-bar run stays well under 2 MB.
