@@ -93,13 +93,18 @@ def _truncate(url: str) -> None:
         engine.dispose()
 
 
+def _feed() -> Any:
+    from assets.ingest.registry import TABLE_FEEDS
+
+    return next(f for f in TABLE_FEEDS if f.key == ASSET_KEY)
+
+
 def _fetch_parse(days: int) -> Any:
     import pandas as pd
 
-    from assets.ingest.registry import TABLE_FEEDS
     from orchestration.resources.replay import BinanceReplayClient
 
-    feed = next(f for f in TABLE_FEEDS if f.key == ASSET_KEY)
+    feed = _feed()
     client = BinanceReplayClient()
     start, end = _window(days)
     frames = [feed.module.parse(feed.module.fetch(client, s, start, end), s) for s in feed.subjects]
@@ -134,10 +139,9 @@ def _phase(name: str, url: str, home: str, days: int, queue: multiprocessing.Que
             )
             if name == "baseline + GX suite":
                 from assets.ingest.factory import _with_window_flag
-                from assets.ingest.registry import TABLE_FEEDS
                 from orchestration.quality import validate_frame
 
-                feed = next(f for f in TABLE_FEEDS if f.key == ASSET_KEY)
+                feed = _feed()
                 checked = validate_frame(
                     _with_window_flag(frame, feed.time_column, start, end),
                     feed.suite,

@@ -1,10 +1,10 @@
-"""Great Expectations 1.x quality gate for raw candles, shaped for Dagster asset checks.
+"""Great Expectations 1.x quality gates, shaped for Dagster asset checks.
 
-dagster-ge only supports GX < 1, so this module drives GX directly: one expectation suite for
-every candle table, run through a checkpoint on a file data context so each validation lands in
-the reviewers' Data Docs report at ``coinswarm_home()/reports/data_quality/index.html``. The
-caller (an ``@dg.asset_check``) turns the result into ``dg.AssetCheckResult(passed=...,
-metadata=result.to_metadata())``.
+dagster-ge only supports GX < 1, so this module drives GX directly: a :class:`FrameSuite` (the
+candle suite every candle table shares, or any raw table's or collection's own) runs through a
+checkpoint on a file data context so each validation lands in the reviewers' Data Docs report at
+``coinswarm_home()/reports/data_quality/index.html``. The caller (an ``@dg.asset_check``) turns
+the result into ``dg.AssetCheckResult(passed=..., metadata=result.to_metadata())``.
 
 GX objects (suite, data source, assets, validation definitions, checkpoints, the Data Docs site)
 are get-or-create and compared with what this module would build, so repeated calls, concurrent
@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -69,48 +69,6 @@ blocking candle gate does, about half a second), its page only, or a page only w
 summary page whatever the policy."""
 
 
-@dataclass(frozen=True)
-class CandleQualityResult:
-    """Outcome of one validation of a candle frame, in terms an asset check can report."""
-
-    passed: bool
-    failures: list[str]
-    statistics: dict[str, Any]
-    asset_name: str
-    partition_key: str | None
-    data_docs_index: Path
-    data_docs_page: Path | None = None
-    expectation_results: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_metadata(self) -> dict[str, dg.MetadataValue]:
-        """Metadata for ``dg.AssetCheckResult``: counts, what failed, and where the report is."""
-        stats = self.statistics
-        metadata: dict[str, dg.MetadataValue] = {
-            "rows": dg.MetadataValue.int(int(stats.get("rows", 0))),
-            "symbols": dg.MetadataValue.int(int(stats.get("symbols", 0))),
-            "evaluated_expectations": dg.MetadataValue.int(
-                int(stats.get("evaluated_expectations", 0))
-            ),
-            "failed_expectations": dg.MetadataValue.int(
-                int(stats.get("unsuccessful_expectations", 0))
-            ),
-            "success_percent": dg.MetadataValue.float(float(stats.get("success_percent") or 0.0)),
-            "failures": dg.MetadataValue.md(
-                "\n".join(f"- {failure}" for failure in self.failures) or "none"
-            ),
-            "data_docs": dg.MetadataValue.path(str(self.data_docs_index)),
-            "validation_seconds": dg.MetadataValue.float(
-                round(float(stats.get("validation_seconds", 0.0)), 3)
-            ),
-        }
-        if self.data_docs_page is not None:
-            metadata["data_docs_page"] = dg.MetadataValue.path(str(self.data_docs_page))
-        if stats.get("first_open_time") is not None:
-            metadata["first_open_time"] = dg.MetadataValue.text(str(stats["first_open_time"]))
-            metadata["last_open_time"] = dg.MetadataValue.text(str(stats["last_open_time"]))
-        return metadata
-
-
 def default_context_root() -> Path:
     return coinswarm_home() / "gx"
 
@@ -132,11 +90,6 @@ def report_summary(data_docs_dir: Path | None = None) -> Path:
 SUMMARY_INDEX_NAME = "summary.json"
 """Beside summary.html: the latest verdict per asset and partition, so recording one more
 validation rewrites the page without re-reading every stored result."""
-SUITE_DESCRIPTIONS: dict[str, str] = {
-    SUITE_NAME: "schema, no nulls, low &le; open, close &le; high, volume &ge; 0, unique "
-    "increasing timestamps per pair, no gap beyond the interval",
-}
-"""What each suite checks, in words, for the summary page (suites register theirs here)."""
 
 
 def write_report_summary(context_root: Path, docs_dir: Path) -> Path:
@@ -286,50 +239,17 @@ def validate_candles(
     """
     if interval_seconds <= 0:
         raise ValueError(f"interval_seconds must be positive, got {interval_seconds}")
-    if not asset_name:
-        raise ValueError("asset_name must name the asset being validated")
-    context_root = (context_root or default_context_root()).resolve()
-    docs_dir = (data_docs_dir or data_docs_index().parent).resolve()
-
-    started = time.perf_counter()
-    frame = _prepared_frame(df)
-    workspace = _workspace(context_root, docs_dir)
-    checkpoint_result = workspace.run(
-        asset_name,
-        frame,
-        max_gap_seconds=float(interval_seconds),
-        run_name=_gx_name(f"{asset_name}__{partition_key or 'unpartitioned'}"),
-        with_docs=docs == "index",
-    )
-    validation_result = next(iter(checkpoint_result.run_results.values()))
-    if docs == "page" or (docs == "failures" and not validation_result.success):
-        workspace.render_pages(list(checkpoint_result.run_results))
-    elapsed = time.perf_counter() - started
-
-    record_validation(context_root, docs_dir, checkpoint_result)
-    failures = _failure_messages(validation_result, frame)
-    statistics = _statistics(validation_result, frame, elapsed)
-    page = _data_docs_page(checkpoint_result, docs_dir)
-    result = CandleQualityResult(
-        passed=bool(validation_result.success),
-        failures=failures,
-        statistics=statistics,
+    result = validate_frame(
+        df,
+        CANDLE_SUITE,
         asset_name=asset_name,
         partition_key=partition_key,
-        data_docs_index=data_docs_index(docs_dir),
-        data_docs_page=page,
-        expectation_results=[_summary(r) for r in validation_result.results],
+        context_root=context_root,
+        data_docs_dir=data_docs_dir,
+        docs=docs,
+        expectation_parameters={_MAX_GAP_PARAMETER: float(interval_seconds)},
     )
-    _logger.info(
-        "candle quality %s for %s partition %s: %d rows, %d failed expectations in %.2fs",
-        "passed" if result.passed else "FAILED",
-        asset_name,
-        partition_key,
-        statistics["rows"],
-        statistics["unsuccessful_expectations"],
-        elapsed,
-    )
-    return result
+    return CandleQualityResult(**{f.name: getattr(result, f.name) for f in fields(result)})
 
 
 # --- any frame, any suite -------------------------------------------------------------------
@@ -368,9 +288,11 @@ class QualityResult:
 
     def to_metadata(self) -> dict[str, dg.MetadataValue]:
         """Metadata for ``dg.AssetCheckResult``: counts, what failed, and where the report is."""
+        return {"suite": dg.MetadataValue.text(self.suite_name), **self._outcome_metadata()}
+
+    def _outcome_metadata(self) -> dict[str, dg.MetadataValue]:
         stats = self.statistics
         metadata: dict[str, dg.MetadataValue] = {
-            "suite": dg.MetadataValue.text(self.suite_name),
             "rows": dg.MetadataValue.int(int(stats.get("rows", 0))),
             "evaluated_expectations": dg.MetadataValue.int(
                 int(stats.get("evaluated_expectations", 0))
@@ -392,6 +314,20 @@ class QualityResult:
         return metadata
 
 
+@dataclass(frozen=True)
+class CandleQualityResult(QualityResult):
+    """A candle validation: its metadata also says how many pairs and which times it covered."""
+
+    def to_metadata(self) -> dict[str, dg.MetadataValue]:
+        stats = self.statistics
+        metadata = self._outcome_metadata()
+        metadata["symbols"] = dg.MetadataValue.int(int(stats.get("symbols", 0)))
+        if stats.get("first_open_time") is not None:
+            metadata["first_open_time"] = dg.MetadataValue.text(str(stats["first_open_time"]))
+            metadata["last_open_time"] = dg.MetadataValue.text(str(stats["last_open_time"]))
+        return metadata
+
+
 def validate_frame(
     df: pd.DataFrame,
     suite: FrameSuite,
@@ -401,11 +337,13 @@ def validate_frame(
     context_root: Path | None = None,
     data_docs_dir: Path | None = None,
     docs: DocsPolicy = "page",
+    expectation_parameters: Mapping[str, Any] | None = None,
 ) -> QualityResult:
     """Validate ``df`` against ``suite``, store the result and list it in the report.
 
     ``docs`` says how much of the Data Docs to render now (see :data:`DocsPolicy`); the
-    summary page always lists the validation.
+    summary page always lists the validation. ``expectation_parameters`` fill the suite's
+    ``$PARAMETER`` placeholders (the candle suite's gap limit).
     """
     if not asset_name:
         raise ValueError("asset_name must name the asset being validated")
@@ -418,22 +356,19 @@ def validate_frame(
     if suite.prepare is not None:
         frame = suite.prepare(frame)
     workspace = _workspace(context_root, docs_dir)
-    checkpoint_result = workspace.run_suite(
+    checkpoint_result = workspace.run(
         asset_name,
         suite,
         frame,
         run_name=_gx_name(f"{asset_name}__{partition_key or 'unpartitioned'}"),
+        expectation_parameters=expectation_parameters,
     )
     validation_result = next(iter(checkpoint_result.run_results.values()))
-    if docs == "index":
-        workspace.render_pages(list(checkpoint_result.run_results), with_index=True)
-    elif docs == "page" or not validation_result.success:
-        workspace.render_pages(list(checkpoint_result.run_results))
+    if docs != "failures" or not validation_result.success:
+        workspace.render_pages(checkpoint_result, with_index=docs == "index")
     elapsed = time.perf_counter() - started
     record_validation(context_root, docs_dir, checkpoint_result)
-    failures = _failure_messages(
-        validation_result, frame, describe=lambda row: _row_text(row, suite.row_id_columns)
-    )
+    failures = _failure_messages(validation_result, frame, suite.row_id_columns)
     statistics = _statistics(validation_result, frame, elapsed)
     result = QualityResult(
         passed=bool(validation_result.success),
@@ -542,14 +477,13 @@ def candle_expectations() -> list[Expectation]:
     return expectations
 
 
-def _prepared_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """Copy of ``df`` with the gap helper column and normalised representations.
+def _prepared_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add the gap helper column and normalise representations (on validate_frame's copy).
 
     Only representation is normalised (datetime resolution, object columns holding strings):
     anything that changes meaning, like a naive or non-datetime open_time, is left for the
     type expectations to reject.
     """
-    frame = df.reset_index(drop=True).copy()
     if "open_time" in frame and isinstance(frame["open_time"].dtype, pd.DatetimeTZDtype):
         frame["open_time"] = frame["open_time"].dt.tz_convert("UTC").dt.as_unit("ns")
     if "symbol" in frame and frame["symbol"].dtype == object:
@@ -566,13 +500,30 @@ def _prepared_frame(df: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+CANDLE_SUITE = FrameSuite(
+    name=SUITE_NAME,
+    description="schema, no nulls, low <= open, close <= high, volume >= 0, unique increasing "
+    "timestamps per pair, no gap beyond the interval",
+    expectations=candle_expectations,
+    row_id_columns=tuple(ROW_ID_COLUMNS),
+    prepare=_prepared_frame,
+)
+"""The candle contract as a :class:`FrameSuite`; its gap limit is the ``max_gap_seconds``
+expectation parameter :func:`validate_candles` passes."""
+
+SUITE_DESCRIPTIONS: dict[str, str] = {SUITE_NAME: html.escape(CANDLE_SUITE.description)}
+"""What each suite checks, in words, for the summary page (each suite adds its own when it is
+first validated; the candle gate's is always listed)."""
+
+
 # --- GX objects, get-or-create ---------------------------------------------------------------
 
 _T = TypeVar("_T")
 
 
 class _Workspace:
-    """One file data context plus the candle suite and site, created once per process."""
+    """One file data context, its Data Docs site and the suites and checkpoints in use, created
+    once per process."""
 
     def __init__(self, context_root: Path, docs_dir: Path) -> None:
         import great_expectations as gx
@@ -583,10 +534,9 @@ class _Workspace:
         )
         self._lock = threading.RLock()
         self._checkpoints: dict[str, Any] = {}
-        self._frame_suites: dict[str, Any] = {}
+        self._suites: dict[str, Any] = {}
         self._ensure_settings()
         self._ensure_data_docs_site(docs_dir)
-        self.suite = self._ensure_suite()
         self.datasource = _get_or_add(
             lambda: self.context.data_sources.get(DATASOURCE_NAME),
             lambda: self.context.data_sources.add_pandas(DATASOURCE_NAME),
@@ -632,34 +582,16 @@ class _Workspace:
         elif _plain(existing) != _plain(site_config):
             self.context.update_data_docs_site(DATA_DOCS_SITE_NAME, site_config)
 
-    def _ensure_suite(self) -> Any:
-        import great_expectations as gx
-
-        expectations = candle_expectations()
-        fingerprint = _fingerprint(e.configuration.to_json_dict() for e in expectations)
-
-        def build() -> Any:
-            return gx.ExpectationSuite(
-                name=SUITE_NAME,
-                expectations=candle_expectations(),
-                meta={"coinswarm_fingerprint": fingerprint, "owner": "orchestration.quality"},
-            )
-
-        suite = _get_or_add(
-            lambda: self.context.suites.get(SUITE_NAME), lambda: self.context.suites.add(build())
-        )
-        if suite.meta.get("coinswarm_fingerprint") != fingerprint:
-            _logger.info("updating GX suite %s to the current candle contract", SUITE_NAME)
-            suite = self.context.suites.add_or_update(build())
-        return suite
-
     @property
     def lock(self) -> threading.RLock:
         return self._lock
 
-    def _ensure_frame_suite(self, spec: FrameSuite) -> Any:
+    def _suite(self, spec: FrameSuite) -> Any:
+        """The GX suite of ``spec``, created or brought up to its current definition."""
         import great_expectations as gx
 
+        if spec.name in self._suites:
+            return self._suites[spec.name]
         fingerprint = _fingerprint(e.configuration.to_json_dict() for e in spec.expectations())
 
         def build() -> Any:
@@ -675,70 +607,57 @@ class _Workspace:
         if suite.meta.get("coinswarm_fingerprint") != fingerprint:
             _logger.info("updating GX suite %s to its current definition", spec.name)
             suite = self.context.suites.add_or_update(build())
+        self._suites[spec.name] = suite
         return suite
 
-    def run_suite(
-        self, asset_name: str, spec: FrameSuite, frame: pd.DataFrame, *, run_name: str
+    def run(
+        self,
+        asset_name: str,
+        spec: FrameSuite,
+        frame: pd.DataFrame,
+        *,
+        run_name: str,
+        expectation_parameters: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Run ``spec`` on ``frame`` through the asset's checkpoint (stored, no actions)."""
+        """Run ``spec`` on ``frame`` through the asset's checkpoint (stored, no actions);
+        serialised, as a GX context is not thread-safe."""
         import great_expectations as gx
 
         with self._lock:
-            if spec.name not in self._frame_suites:
-                self._frame_suites[spec.name] = self._ensure_frame_suite(spec)
             key = f"{asset_name}\x1f{spec.name}"
             if key not in self._checkpoints:
                 self._checkpoints[key] = self._ensure_checkpoint(
-                    asset_name,
-                    suite=self._frame_suites[spec.name],
-                    row_ids=list(spec.row_id_columns),
-                    with_docs=False,
+                    asset_name, self._suite(spec), list(spec.row_id_columns)
                 )
             return self._checkpoints[key].run(
-                batch_parameters={"dataframe": frame}, run_id=gx.RunIdentifier(run_name=run_name)
+                batch_parameters={"dataframe": frame},
+                expectation_parameters=dict(expectation_parameters or {}),
+                run_id=gx.RunIdentifier(run_name=run_name),
             )
 
-    def render_pages(self, keys: list[Any], with_index: bool = False) -> None:
-        """Render these validations' Data Docs pages (and the index if asked)."""
+    def render_pages(self, checkpoint_result: Any, *, with_index: bool = False) -> None:
+        """Render a run's Data Docs pages; with the index, also its suite's page, which the
+        index links to (what GX's UpdateDataDocsAction renders)."""
+        from great_expectations.data_context.types.resource_identifiers import (
+            ExpectationSuiteIdentifier,
+        )
+
+        keys: list[Any] = list(checkpoint_result.run_results)
+        if with_index:
+            keys += [
+                ExpectationSuiteIdentifier(name=result.suite_name)
+                for result in checkpoint_result.run_results.values()
+            ]
         with self._lock:
             self.context.build_data_docs(
                 site_names=[DATA_DOCS_SITE_NAME], resource_identifiers=keys, build_index=with_index
             )
 
-    def run(
-        self,
-        asset_name: str,
-        frame: pd.DataFrame,
-        *,
-        max_gap_seconds: float,
-        run_name: str,
-        with_docs: bool = True,
-    ) -> Any:
-        """Run the asset's checkpoint; serialised, as a GX context is not thread-safe."""
+    def _ensure_checkpoint(self, asset_name: str, suite: Any, row_ids: list[str]) -> Any:
+        """The asset's checkpoint for ``suite``, without actions: the caller renders the Data
+        Docs it wants (see :data:`DocsPolicy`)."""
         import great_expectations as gx
 
-        with self._lock:
-            key = asset_name if with_docs else f"{asset_name}\x1fno-docs"
-            if key not in self._checkpoints:
-                self._checkpoints[key] = self._ensure_checkpoint(asset_name, with_docs=with_docs)
-            return self._checkpoints[key].run(
-                batch_parameters={"dataframe": frame},
-                expectation_parameters={_MAX_GAP_PARAMETER: max_gap_seconds},
-                run_id=gx.RunIdentifier(run_name=run_name),
-            )
-
-    def _ensure_checkpoint(
-        self,
-        asset_name: str,
-        suite: Any = None,
-        row_ids: list[str] | None = None,
-        with_docs: bool = True,
-    ) -> Any:
-        import great_expectations as gx
-        from great_expectations.checkpoint import UpdateDataDocsAction
-
-        suite = suite if suite is not None else self.suite
-        row_ids = ROW_ID_COLUMNS if row_ids is None else row_ids
         gx_asset = _gx_name(asset_name)
         data_asset = _get_or_add(
             lambda: self.datasource.get_asset(gx_asset),
@@ -755,15 +674,11 @@ class _Workspace:
                 gx.ValidationDefinition(name=validation_name, data=batch_definition, suite=suite)
             ),
         )
-        if suite.name != SUITE_NAME:
-            checkpoint_name = f"{gx_asset}__{suite.name}__gate"
+        # The candle gate's checkpoint keeps the name it has always had.
+        if suite.name == SUITE_NAME:
+            checkpoint_name = f"{gx_asset}__gate"
         else:
-            checkpoint_name = f"{gx_asset}__gate" if with_docs else f"{gx_asset}__gate_quiet"
-        actions = (
-            [UpdateDataDocsAction(name="update_data_docs", site_names=[DATA_DOCS_SITE_NAME])]
-            if with_docs
-            else []
-        )
+            checkpoint_name = f"{gx_asset}__{suite.name}__gate"
         result_format: dict[str, Any] = {
             "result_format": "SUMMARY",
             "partial_unexpected_count": _EXAMPLES_PER_FAILURE,
@@ -775,7 +690,7 @@ class _Workspace:
             return gx.Checkpoint(
                 name=checkpoint_name,
                 validation_definitions=[validation],
-                actions=actions,
+                actions=[],
                 result_format=result_format,
             )
 
@@ -783,11 +698,10 @@ class _Workspace:
             lambda: self.context.checkpoints.get(checkpoint_name),
             lambda: self.context.checkpoints.add(build()),
         )
-        wanted = build()
-        if _plain(checkpoint.result_format) != _plain(wanted.result_format) or [
-            a.type for a in checkpoint.actions
-        ] != [a.type for a in wanted.actions]:
-            checkpoint = self.context.checkpoints.add_or_update(wanted)
+        # A checkpoint saved with other settings, or with the Data Docs action older versions
+        # gave the candle gate, is brought up to date.
+        if _plain(checkpoint.result_format) != _plain(result_format) or checkpoint.actions:
+            checkpoint = self.context.checkpoints.add_or_update(build())
         return checkpoint
 
 
@@ -824,9 +738,7 @@ def _get_or_add(get: Callable[[], _T], add: Callable[[], _T]) -> _T:
 
 
 def _failure_messages(
-    validation_result: Any,
-    frame: pd.DataFrame,
-    describe: Callable[[Any], str] | None = None,
+    validation_result: Any, frame: pd.DataFrame, row_id_columns: Iterable[str]
 ) -> list[str]:
     messages: list[str] = []
     for expectation_result in validation_result.results:
@@ -852,7 +764,9 @@ def _failure_messages(
         else:
             unexpected = outcome.get("unexpected_count")
             total = outcome.get("element_count", len(frame))
-            examples = _examples(outcome.get("partial_unexpected_index_list") or [], describe)
+            examples = _examples(
+                outcome.get("partial_unexpected_index_list") or [], tuple(row_id_columns)
+            )
             counts = f"{unexpected} of {total} rows fail" if unexpected is not None else "fails"
             messages.append(f"{label}: {counts}" + (f", e.g. {examples}" if examples else ""))
     return messages
@@ -870,16 +784,10 @@ def _exception_message(info: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-def _candle_row(row: Any) -> str:
-    if isinstance(row, Mapping):
-        return f"{row.get('symbol')} {_short_time(row.get('open_time'))}"
-    return f"row {row}"
-
-
-def _examples(index_list: Iterable[Any], describe: Callable[[Any], str] | None = None) -> str:
+def _examples(index_list: Iterable[Any], row_id_columns: tuple[str, ...]) -> str:
     rendered: list[str] = []
     for row in index_list:
-        text = (describe or _candle_row)(row)
+        text = _row_text(row, row_id_columns)
         if text not in rendered:
             rendered.append(text)
     return "; ".join(rendered[:_EXAMPLES_PER_FAILURE])

@@ -14,7 +14,7 @@ instead of two per partition), blocking downstream assets when the registry says
 
 import json
 from collections.abc import Iterator, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -34,11 +34,18 @@ from assets.ingest.registry import (
     TableFeed,
 )
 from assets.ingest.sources.documents import DOCUMENT_FIELDS
+from assets.ingest.sources.fields import day_start, days_of
 from assets.ingest.suites import IN_PARTITION
 from orchestration.groups import INGEST_GROUP
 from orchestration.io_managers.postgres_window import read_window
 from orchestration.partitions import daily_partitions
-from orchestration.quality import DocsPolicy, FrameSuite, validate_candles, validate_frame
+from orchestration.quality import (
+    CANDLE_SUITE,
+    DocsPolicy,
+    FrameSuite,
+    validate_candles,
+    validate_frame,
+)
 from orchestration.resources.http import (
     AnswerTally,
     RateLimitedError,
@@ -47,8 +54,6 @@ from orchestration.resources.http import (
 )
 from orchestration.resources.mongo import MongoStoreResource
 from orchestration.resources.postgres import PostgresStoreResource
-
-CANDLE_CHECK_NAME = "candles_valid"
 
 CANDLE_COLUMNS = dg.TableSchema(
     columns=[
@@ -254,11 +259,6 @@ def build_candle_asset(feed: CandleFeed) -> dg.AssetsDefinition:
     return _candles
 
 
-def _days(start: datetime, end: datetime) -> list[date]:
-    first, last = start.date(), (end - timedelta(microseconds=1)).date()
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
-
-
 def record_verdicts(engine: sa.Engine, asset: str, results: Mapping[date, Any]) -> None:
     """Replace the checked days' verdicts in one transaction; dbt staging reads them."""
     rows = [
@@ -292,12 +292,11 @@ def record_verdicts(engine: sa.Engine, asset: str, results: Mapping[date, Any]) 
 def build_candle_check(feed: CandleFeed) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=feed.key,
-        name=CANDLE_CHECK_NAME,
+        name=feed.check_name,
         blocking=feed.blocking,
         description=(
-            "Great Expectations suite on the partition's candles: schema, no nulls, "
-            "low <= open, close <= high, volume >= 0, unique increasing timestamps per pair, "
-            "no gap beyond the interval. Records a verdict per day for dbt's staging."
+            f"Great Expectations suite on the partition's candles: {CANDLE_SUITE.description}. "
+            "Records a verdict per day for dbt's staging."
             + (" Blocking: a failing partition feeds nothing downstream." if feed.blocking else "")
         ),
     )
@@ -305,18 +304,18 @@ def build_candle_check(feed: CandleFeed) -> dg.AssetChecksDefinition:
         context: dg.AssetCheckExecutionContext, postgres: PostgresStoreResource
     ) -> dg.AssetCheckResult:
         window = context.partition_time_window
-        asset = "/".join(feed.key)
+        asset = feed.asset_path
         engine = postgres.get_engine()
         candles = read_window(
             engine, feed.table, "open_time", window.start, window.end, order_by="symbol, open_time"
         )
         candles = candles.drop(columns=["ingested_at"], errors="ignore")
-        days = _days(window.start, window.end)
+        days = days_of(window.start, window.end)
         results = {}
         for day in days:
-            day_start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+            start = day_start(day)
             in_day = candles["open_time"].between(
-                day_start, day_start + timedelta(days=1), inclusive="left"
+                start, start + timedelta(days=1), inclusive="left"
             )
             results[day] = validate_candles(
                 candles[in_day].reset_index(drop=True),
@@ -474,7 +473,7 @@ def build_document_asset(feed: DocumentFeed) -> dg.AssetsDefinition:
             for document in documents:
                 by_id.setdefault(document["_id"], document)
         documents = sorted(by_id.values(), key=lambda d: (d["published_at"], d["_id"]))
-        days = [d.isoformat() for d in _days(window.start, window.end)]
+        days = [d.isoformat() for d in days_of(window.start, window.end)]
         stray = [d["_id"] for d in documents if d["partition_date"] not in days]
         if stray:
             raise dg.Failure(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from assets.ingest.sources import fear_greed
 from orchestration.quality import FrameSuite
 
 if TYPE_CHECKING:
@@ -70,16 +71,40 @@ def _common(columns: Sequence[str], not_null: Sequence[str], key: Sequence[str])
     return expectations
 
 
-def _prepared(
-    required: Sequence[str], *steps: Callable[[pd.DataFrame], pd.DataFrame]
-) -> Callable[[pd.DataFrame], pd.DataFrame]:
+def _no_checks() -> list:
+    return []
+
+
+def _suite(
+    name: str,
+    description: str,
+    *,
+    columns: Sequence[str],
+    key: Sequence[str],
+    required: Sequence[str] | None = None,
+    checks: Build = _no_checks,
+    helpers: Sequence[Callable[[pd.DataFrame], pd.DataFrame]] = (),
+    row_ids: Sequence[str] | None = None,
+) -> FrameSuite:
+    """The common contract (:func:`_common`: ``required`` columns, by default all of
+    ``columns``, not null; ``key`` unique) followed by the suite's own ``checks``; ``helpers``
+    add the helper columns those checks read. Failing rows are quoted by ``row_ids`` (the key
+    unless said otherwise)."""
+    not_null = tuple(columns if required is None else required)
+
     def prepare(frame: pd.DataFrame) -> pd.DataFrame:
-        frame = with_completeness(frame, required)
-        for step in steps:
-            frame = step(frame)
+        frame = with_completeness(frame, not_null)
+        for helper in helpers:
+            frame = helper(frame)
         return frame
 
-    return prepare
+    return FrameSuite(
+        name=name,
+        description=description,
+        expectations=lambda: [*_common(columns, not_null, key), *checks()],
+        row_id_columns=tuple(key if row_ids is None else row_ids),
+        prepare=prepare,
+    )
 
 
 def _positive(*columns: str) -> list:
@@ -137,11 +162,10 @@ AGG_TRADE_COLUMNS = (
 )
 
 
-def _agg_trades() -> list:
+def _agg_trade_checks() -> list:
     import great_expectations.expectations as gxe
 
     return [
-        *_common(AGG_TRADE_COLUMNS, AGG_TRADE_COLUMNS, ("symbol", "agg_trade_id")),
         *_positive("price", "quantity"),
         gxe.ExpectColumnPairValuesAToBeGreaterThanB(
             column_A="last_trade_id",
@@ -153,56 +177,50 @@ def _agg_trades() -> list:
     ]
 
 
-AGG_TRADES = FrameSuite(
-    name="raw_agg_trades",
-    description="not empty, in the partition, no nulls, unique (symbol, id), price and quantity "
-    "> 0, first <= last trade id, ids increase with trade time",
-    expectations=_agg_trades,
-    row_id_columns=("symbol", "agg_trade_id"),
-    prepare=_prepared(
-        AGG_TRADE_COLUMNS, lambda f: _increasing_ids(f, "agg_trade_id", "trade_time")
-    ),
+AGG_TRADES = _suite(
+    "raw_agg_trades",
+    "not empty, in the partition, no nulls, unique (symbol, id), price and quantity > 0, first "
+    "<= last trade id, ids increase with trade time",
+    columns=AGG_TRADE_COLUMNS,
+    key=("symbol", "agg_trade_id"),
+    checks=_agg_trade_checks,
+    helpers=(lambda f: _increasing_ids(f, "agg_trade_id", "trade_time"),),
 )
 
 
-def _trade_columns(quantity: str) -> tuple[str, ...]:
-    return ("symbol", "trade_id", "trade_time", "price", quantity, "side")
-
-
-def _trades(quantity: str, extra: Build | None = None) -> Build:
-    columns = _trade_columns(quantity)
-
-    def build() -> list:
+def _trades_suite(
+    name: str, description: str, quantity: str, extra: Build = _no_checks
+) -> FrameSuite:
+    def checks() -> list:
         return [
-            *_common(columns, columns, ("symbol", "trade_id")),
             *_positive("price", quantity),
             *_in_set("side", ("buy", "sell")),
             *_true("ids_follow_time", "trade ids increase with trade time per symbol"),
-            *(extra() if extra else []),
+            *extra(),
         ]
 
-    return build
+    return _suite(
+        name,
+        description,
+        columns=("symbol", "trade_id", "trade_time", "price", quantity, "side"),
+        key=("symbol", "trade_id"),
+        checks=checks,
+        helpers=(lambda f: _increasing_ids(f, "trade_id", "trade_time"),),
+    )
 
 
-COINBASE_TRADES = FrameSuite(
-    name="raw_coinbase_trades",
-    description="not empty, in the partition, no nulls, unique (symbol, trade id), price and "
-    "size > 0, side buy/sell, ids increase with trade time",
-    expectations=_trades("size"),
-    row_id_columns=("symbol", "trade_id"),
-    prepare=_prepared(
-        _trade_columns("size"), lambda f: _increasing_ids(f, "trade_id", "trade_time")
-    ),
+COINBASE_TRADES = _trades_suite(
+    "raw_coinbase_trades",
+    "not empty, in the partition, no nulls, unique (symbol, trade id), price and size > 0, side "
+    "buy/sell, ids increase with trade time",
+    "size",
 )
-KRAKEN_TRADES = FrameSuite(
-    name="raw_kraken_trades",
-    description="not empty, in the partition, no nulls, unique (symbol, trade id), price and "
-    "volume > 0, side buy/sell, order type market/limit, ids increase with trade time",
-    expectations=_trades("volume", lambda: _in_set("order_type", ("market", "limit"))),
-    row_id_columns=("symbol", "trade_id"),
-    prepare=_prepared(
-        _trade_columns("volume"), lambda f: _increasing_ids(f, "trade_id", "trade_time")
-    ),
+KRAKEN_TRADES = _trades_suite(
+    "raw_kraken_trades",
+    "not empty, in the partition, no nulls, unique (symbol, trade id), price and volume > 0, side "
+    "buy/sell, order type market/limit, ids increase with trade time",
+    "volume",
+    lambda: _in_set("order_type", ("market", "limit")),
 )
 
 
@@ -244,11 +262,10 @@ def _book_shape(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _order_book() -> list:
+def _order_book_checks() -> list:
     import great_expectations.expectations as gxe
 
     return [
-        *_common(BOOK_COLUMNS, BOOK_COLUMNS, ("symbol", "snapshot_date", "side", "level")),
         *_positive("price", "quantity"),
         *_in_set("side", ("bid", "ask")),
         gxe.ExpectColumnValuesToBeBetween(column="level", min_value=1, description="level >= 1"),
@@ -257,13 +274,15 @@ def _order_book() -> list:
     ]
 
 
-ORDER_BOOK = FrameSuite(
-    name="raw_order_book",
-    description="not empty, in the partition, no nulls, unique (symbol, day, side, level), "
-    "price and quantity > 0, bids falling and asks rising by level, best bid below best ask",
-    expectations=_order_book,
-    row_id_columns=("symbol", "side", "level"),
-    prepare=_prepared(BOOK_COLUMNS, _book_shape),
+ORDER_BOOK = _suite(
+    "raw_order_book",
+    "not empty, in the partition, no nulls, unique (symbol, day, side, level), price and "
+    "quantity > 0, bids falling and asks rising by level, best bid below best ask",
+    columns=BOOK_COLUMNS,
+    key=("symbol", "snapshot_date", "side", "level"),
+    checks=_order_book_checks,
+    helpers=(_book_shape,),
+    row_ids=("symbol", "side", "level"),
 )
 
 
@@ -285,11 +304,10 @@ def _funding_gaps(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _funding() -> list:
+def _funding_checks() -> list:
     import great_expectations.expectations as gxe
 
     return [
-        *_common(FUNDING_COLUMNS, FUNDING_COLUMNS[:3], ("symbol", "funding_time")),
         gxe.ExpectColumnValuesToBeBetween(
             column="funding_rate",
             min_value=-MAX_FUNDING_RATE,
@@ -306,13 +324,15 @@ def _funding() -> list:
     ]
 
 
-FUNDING_RATES = FrameSuite(
-    name="raw_funding_rates",
-    description="not empty, in the partition, no nulls, unique (symbol, time), |rate| <= 3%, "
-    "mark price > 0 where given, settlements at most 8 hours apart",
-    expectations=_funding,
-    row_id_columns=("symbol", "funding_time"),
-    prepare=_prepared(FUNDING_COLUMNS[:3], _funding_gaps),
+FUNDING_RATES = _suite(
+    "raw_funding_rates",
+    "not empty, in the partition, no nulls, unique (symbol, time), |rate| <= 3%, mark price > 0 "
+    "where given, settlements at most 8 hours apart",
+    columns=FUNDING_COLUMNS,
+    required=FUNDING_COLUMNS[:3],
+    key=("symbol", "funding_time"),
+    checks=_funding_checks,
+    helpers=(_funding_gaps,),
 )
 
 
@@ -339,11 +359,10 @@ def _caps_within_total(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _market_caps() -> list:
+def _market_cap_checks() -> list:
     import great_expectations.expectations as gxe
 
     return [
-        *_common(MARKET_CAP_COLUMNS, MARKET_CAP_COLUMNS, ("snapshot_date", "coin_id")),
         *_positive("price_usd", "market_cap_usd", "total_market_cap_usd"),
         gxe.ExpectColumnValuesToBeBetween(
             column="dominance_pct", min_value=0, max_value=100, description="dominance 0..100%"
@@ -355,67 +374,52 @@ def _market_caps() -> list:
     ]
 
 
-MARKET_CAPS = FrameSuite(
-    name="raw_market_caps",
-    description="not empty, in the partition, no nulls, unique (day, coin), price, cap and total "
-    "> 0, dominance 0..100%, rank >= 1, listed caps within the total",
-    expectations=_market_caps,
-    row_id_columns=("snapshot_date", "coin_id"),
-    prepare=_prepared(MARKET_CAP_COLUMNS, _caps_within_total),
+MARKET_CAPS = _suite(
+    "raw_market_caps",
+    "not empty, in the partition, no nulls, unique (day, coin), price, cap and total > 0, "
+    "dominance 0..100%, rank >= 1, listed caps within the total",
+    columns=MARKET_CAP_COLUMNS,
+    key=("snapshot_date", "coin_id"),
+    checks=_market_cap_checks,
+    helpers=(_caps_within_total,),
 )
 
-FEAR_GREED_CLASSES = ("Extreme Fear", "Fear", "Neutral", "Greed", "Extreme Greed")
 
-
-def _fear_greed() -> list:
+def _fear_greed_checks() -> list:
     import great_expectations.expectations as gxe
 
-    columns = ("observed_at", "value", "classification")
     return [
-        *_common(columns, columns, ("observed_at",)),
         gxe.ExpectColumnValuesToBeBetween(
             column="value", min_value=0, max_value=100, description="value 0..100"
         ),
-        *_in_set("classification", FEAR_GREED_CLASSES),
+        *_in_set("classification", fear_greed.CLASSIFICATIONS),
     ]
 
 
-FEAR_GREED = FrameSuite(
-    name="raw_fear_greed",
-    description="not empty, in the partition, no nulls, one value per time, value 0..100, a "
-    "known classification",
-    expectations=_fear_greed,
-    row_id_columns=("observed_at",),
-    prepare=_prepared(("observed_at", "value", "classification")),
+FEAR_GREED = _suite(
+    "raw_fear_greed",
+    "not empty, in the partition, no nulls, one value per time, value 0..100, a known "
+    "classification",
+    columns=("observed_at", "value", "classification"),
+    key=("observed_at",),
+    checks=_fear_greed_checks,
 )
 
-
-def _network_stats() -> list:
-    columns = ("chart", "observed_at", "value", "unit")
-    return [*_common(columns, columns, ("chart", "observed_at")), *_positive("value")]
-
-
-NETWORK_STATS = FrameSuite(
-    name="raw_network_stats",
-    description="not empty, in the partition, no nulls, unique (chart, day), values > 0",
-    expectations=_network_stats,
-    row_id_columns=("chart", "observed_at"),
-    prepare=_prepared(("chart", "observed_at", "value", "unit")),
+NETWORK_STATS = _suite(
+    "raw_network_stats",
+    "not empty, in the partition, no nulls, unique (chart, day), values > 0",
+    columns=("chart", "observed_at", "value", "unit"),
+    key=("chart", "observed_at"),
+    checks=lambda: _positive("value"),
 )
 
-
-def _observations() -> list:
-    columns = ("series_id", "observation_date", "value")
-    return _common(columns, columns[:2], ("series_id", "observation_date"))
-
-
-OBSERVATIONS = FrameSuite(
-    name="raw_observations",
-    description="not empty, in the partition, series and date not null, unique (series, date) "
-    "(FRED's missing values are NULL, not errors)",
-    expectations=_observations,
-    row_id_columns=("series_id", "observation_date"),
-    prepare=_prepared(("series_id", "observation_date")),
+OBSERVATIONS = _suite(
+    "raw_observations",
+    "not empty, in the partition, series and date not null, unique (series, date) (FRED's "
+    "missing values are NULL, not errors)",
+    columns=("series_id", "observation_date", "value"),
+    required=("series_id", "observation_date"),
+    key=("series_id", "observation_date"),
 )
 
 
@@ -445,12 +449,11 @@ def _document_shape(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _documents(source: str) -> Build:
-    def build() -> list:
+def documents_suite(source: str) -> FrameSuite:
+    def checks() -> list:
         import great_expectations.expectations as gxe
 
         return [
-            *_common(DOCUMENT_COLUMNS, DOCUMENT_COLUMNS, ("_id",)),
             *_in_set("source", (source,)),
             gxe.ExpectColumnValuesToMatchRegex(
                 column="_id", regex=rf"^{source}:.+$", description=f"_id is '{source}:<id>'"
@@ -465,15 +468,12 @@ def _documents(source: str) -> Build:
             *_true("symbols_are_list", "symbols is a list of tickers"),
         ]
 
-    return build
-
-
-def documents_suite(source: str) -> FrameSuite:
-    return FrameSuite(
-        name=f"raw_documents_{source}",
-        description="not empty, in the partition, unique _id '<source>:<id>', no nulls, title or "
-        "text present, http(s) url, partition_date = published_at's day, symbols a list",
-        expectations=_documents(source),
-        row_id_columns=("_id",),
-        prepare=_prepared(DOCUMENT_COLUMNS, _document_shape),
+    return _suite(
+        f"raw_documents_{source}",
+        "not empty, in the partition, unique _id '<source>:<id>', no nulls, title or text "
+        "present, http(s) url, partition_date = published_at's day, symbols a list",
+        columns=DOCUMENT_COLUMNS,
+        key=("_id",),
+        checks=checks,
+        helpers=(_document_shape,),
     )

@@ -346,7 +346,7 @@ def _prepare_hourly(frame: pd.DataFrame) -> pd.DataFrame:
 HOURLY_SUITE = FrameSuite(
     name="sentiment_hourly",
     description=(
-        "mean compound in [-1, 1], shares in [0, 1] and together &le; 1, n_documents &gt; 0, "
+        "mean compound in [-1, 1], shares in [0, 1] and together <= 1, n_documents > 0, "
         "hours on the hour, unique (hour, symbol), no nulls"
     ),
     expectations=_hourly_expectations,

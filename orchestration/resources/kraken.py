@@ -30,6 +30,7 @@ from orchestration.resources.http import (
 )
 from orchestration.resources.synthetic import (
     DAY_S,
+    FIRST_HOUR,
     HOUR_S,
     SyntheticMarket,
     SyntheticTrades,
@@ -90,7 +91,6 @@ SYNTHETIC_PAIRS: dict[str, tuple[str, SyntheticMarket]] = {
 }
 """Request pair -> (the key Kraken answers under, the synthetic market)."""
 IDS_PER_HOUR = 10_000
-FIRST_SYNTHETIC_HOUR = 394_464  # 2015-01-01T00:00Z
 
 
 class KrakenReplayClient(dg.ConfigurableResource):
@@ -196,7 +196,7 @@ class KrakenReplayClient(dg.ConfigurableResource):
             raise _error(path, "EGeneral:Invalid arguments:count")
         result_key, market = SYNTHETIC_PAIRS[pair]
         bounds = synthetic_bounds("kraken-candles", f"kraken:{pair}", market)
-        first_hour = max(since_ns // (HOUR_S * 10**9), FIRST_SYNTHETIC_HOUR)
+        first_hour = max(since_ns // (HOUR_S * 10**9), FIRST_HOUR)
         rows: list[list[Any]] = []
         last_ns = since_ns
         # A page spans at most a day of trades, and a week without one ends the history.

@@ -22,13 +22,8 @@ from typing import Any
 import dagster as dg
 
 from orchestration.resources.http import TimedAnswer, UpstreamError, rejected
+from orchestration.resources.replay import as_utc_moment
 from orchestration.resources.synthetic import DAY_S, rng_for, value_noise
-
-
-def _as_utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"at={moment!r} must be timezone-aware (UTC)")
-    return moment.astimezone(UTC)
 
 
 def _not_found(venue: str, path: str, message: str) -> UpstreamError:
@@ -86,7 +81,7 @@ class CoinGeckoReplayClient(dg.ConfigurableResource):
     def get_json_at(
         self, path: str, params: Mapping[str, str | int] | None = None, *, at: datetime
     ) -> TimedAnswer:
-        at = _as_utc(at)
+        at = as_utc_moment(at)
         params = dict(params or {})
         coins = [self._coin_at(coin, at) for coin in SYNTHETIC_COINS]
         _rank_by_cap(coins)
@@ -203,7 +198,7 @@ class FearGreedReplayClient(dg.ConfigurableResource):
     def get_json_at(
         self, path: str, params: Mapping[str, str | int] | None = None, *, at: datetime
     ) -> TimedAnswer:
-        at = _as_utc(at)
+        at = as_utc_moment(at)
         if path.rstrip("/") != FEAR_GREED_PATH.rstrip("/"):
             raise _not_found(self.venue, path, f"unknown path: the replay serves {FEAR_GREED_PATH}")
         params = dict(params or {})
@@ -314,7 +309,7 @@ class BlockchainChartsReplayClient(dg.ConfigurableResource):
     def get_json_at(
         self, path: str, params: Mapping[str, str | int] | None = None, *, at: datetime
     ) -> TimedAnswer:
-        return TimedAnswer(body=self.get_json(path, params), taken_at=_as_utc(at))
+        return TimedAnswer(body=self.get_json(path, params), taken_at=as_utc_moment(at))
 
     def get_json(self, path: str, params: Mapping[str, str | int] | None = None) -> Any:
         chart_name = path.removeprefix(BLOCKCHAIN_CHART_PATH_PREFIX).strip("/")

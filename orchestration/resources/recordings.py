@@ -48,6 +48,23 @@ def files_matching(directory: Path, pattern: re.Pattern[str]) -> dict[str, list[
     return found
 
 
+def csv_records(
+    files: Iterable[Path], header: list[str], what: str
+) -> Iterator[tuple[str, list[str]]]:
+    """(where, record) of every data line of the CSV files, each file checked to have exactly
+    ``header`` and each record its width; ``where`` names the file and line for errors."""
+    for file in files:
+        reader = csv.reader(io.StringIO(read_text(file)))
+        found = next(reader, None)
+        if found != header:
+            raise ValueError(f"recorded {what} {file} have header {found}, expected {header}")
+        for line_no, record in enumerate(reader, start=2):
+            where = f"recorded {what} {file} line {line_no}"
+            if len(record) != len(header):
+                raise ValueError(f"{where}: {record!r}")
+            yield where, record
+
+
 def _utc_ms(text: str, where: str) -> int:
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
@@ -75,28 +92,18 @@ class RecordedAggTrade:
 def read_agg_trades(files: Iterable[Path]) -> list[RecordedAggTrade]:
     """Every recorded aggregate trade of the files, by id (duplicates across files merged)."""
     by_id: dict[int, RecordedAggTrade] = {}
-    for file in files:
-        reader = csv.reader(io.StringIO(read_text(file)))
-        header = next(reader, None)
-        if header != TRADES_HEADER:
-            raise ValueError(
-                f"recorded trades {file} have header {header}, expected {TRADES_HEADER}"
-            )
-        for line_no, record in enumerate(reader, start=2):
-            where = f"recorded trades {file} line {line_no}"
-            if len(record) != len(TRADES_HEADER):
-                raise ValueError(f"{where}: {record!r}")
-            timestamp, agg_id, _, side, price, amount, _ = record
-            if side not in ("buy", "sell"):
-                raise ValueError(f"{where}: side {side!r} is neither buy nor sell")
-            by_id[int(agg_id)] = RecordedAggTrade(
-                agg_id=int(agg_id),
-                time_ms=_utc_ms(timestamp, where),
-                price=price,
-                quantity=amount,
-                # ccxt's side is the taker's: a taker selling hits a resting (maker) bid.
-                buyer_is_maker=side == "sell",
-            )
+    for where, record in csv_records(files, TRADES_HEADER, "trades"):
+        timestamp, agg_id, _, side, price, amount, _ = record
+        if side not in ("buy", "sell"):
+            raise ValueError(f"{where}: side {side!r} is neither buy nor sell")
+        by_id[int(agg_id)] = RecordedAggTrade(
+            agg_id=int(agg_id),
+            time_ms=_utc_ms(timestamp, where),
+            price=price,
+            quantity=amount,
+            # ccxt's side is the taker's: a taker selling hits a resting (maker) bid.
+            buyer_is_maker=side == "sell",
+        )
     return [by_id[i] for i in sorted(by_id)]
 
 
@@ -108,18 +115,8 @@ FUNDING_HEADER = ["date", "open", "high", "low", "close", "volume"]
 def read_funding_rates(files: Iterable[Path]) -> list[tuple[int, str]]:
     """(funding time ms, funding rate as recorded) pairs, oldest first."""
     by_time: dict[int, str] = {}
-    for file in files:
-        reader = csv.reader(io.StringIO(read_text(file)))
-        header = next(reader, None)
-        if header != FUNDING_HEADER:
-            raise ValueError(
-                f"recorded funding rates {file} have header {header}, expected {FUNDING_HEADER}"
-            )
-        for line_no, record in enumerate(reader, start=2):
-            where = f"recorded funding rates {file} line {line_no}"
-            if len(record) != len(FUNDING_HEADER):
-                raise ValueError(f"{where}: {record!r}")
-            by_time[_utc_ms(record[0], where)] = record[1]
+    for where, record in csv_records(files, FUNDING_HEADER, "funding rates"):
+        by_time[_utc_ms(record[0], where)] = record[1]
     return sorted(by_time.items())
 
 

@@ -18,9 +18,6 @@ through ``get_json_at``: the replay has no clock, the caller says which moment i
 from __future__ import annotations
 
 import bisect
-import csv
-import gzip
-import io
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -38,6 +35,7 @@ from orchestration.resources.http import TimedAnswer, UpstreamError, rejected
 from orchestration.resources.recordings import (
     RecordedAggTrade,
     RecordedResponse,
+    csv_records,
     files_matching,
     read_agg_trades,
     read_funding_rates,
@@ -46,6 +44,7 @@ from orchestration.resources.recordings import (
 )
 from orchestration.resources.synthetic import (
     DAY_S,
+    FIRST_HOUR,
     HOUR_S,
     PriceBounds,
     SyntheticMarket,
@@ -55,7 +54,6 @@ from orchestration.resources.synthetic import (
     hour_trades,
     order_book,
     rng_for,
-    stable_seed,
     synthetic_bounds,
     value_noise,
 )
@@ -65,8 +63,6 @@ __all__ = [
     "BinanceFuturesReplayClient",
     "BinanceReplayClient",
     "CoinbaseReplayClient",
-    "stable_seed",
-    "value_noise",
 ]
 
 BUNDLED_BINANCE_DIR = PROJECT_ROOT / "assets" / "ingest" / "recorded" / "binance"
@@ -240,34 +236,22 @@ def _binance_number(text: str) -> str:
 
 def _read_recording(files: list[Path], interval_ms: int) -> _Recording:
     by_open: dict[int, list[Any]] = {}
-    for file in files:
-        raw = file.read_bytes()
-        if file.suffix == ".gz":
-            raw = gzip.decompress(raw)
-        reader = csv.reader(io.StringIO(raw.decode("utf-8")))
-        header = next(reader, None)
-        if header != _CSV_HEADER:
-            raise ValueError(
-                f"recorded candles {file} have header {header}, expected {_CSV_HEADER}"
-            )
-        for line_no, record in enumerate(reader, start=2):
-            if len(record) != len(_CSV_HEADER):
-                raise ValueError(f"recorded candles {file} line {line_no}: {record!r}")
-            opened = datetime.fromisoformat(record[0])
-            if opened.tzinfo is None:
-                opened = opened.replace(tzinfo=UTC)
-            open_ms = int(opened.timestamp()) * 1000
-            # Fields the recording does not hold (quote volume, trades, taker volumes) are zero.
-            by_open[open_ms] = [
-                open_ms,
-                *(_binance_number(v) for v in record[1:6]),
-                open_ms + interval_ms - 1,
-                "0",
-                0,
-                "0",
-                "0",
-                "0",
-            ]
+    for _, record in csv_records(files, _CSV_HEADER, "candles"):
+        opened = datetime.fromisoformat(record[0])
+        if opened.tzinfo is None:
+            opened = opened.replace(tzinfo=UTC)
+        open_ms = int(opened.timestamp()) * 1000
+        # Fields the recording does not hold (quote volume, trades, taker volumes) are zero.
+        by_open[open_ms] = [
+            open_ms,
+            *(_binance_number(v) for v in record[1:6]),
+            open_ms + interval_ms - 1,
+            "0",
+            0,
+            "0",
+            "0",
+            "0",
+        ]
     ordered = sorted(by_open)
     return _Recording(open_ms=ordered, rows=[by_open[t] for t in ordered])
 
@@ -715,8 +699,6 @@ COINBASE_MAX_TRADES = 1000
 COINBASE_BOOK_LEVEL2_DEPTH = 50
 COINBASE_IDS_PER_HOUR = 10_000
 """Synthetic trade ids are ``hour * COINBASE_IDS_PER_HOUR + index``: increasing in time."""
-COINBASE_FIRST_SYNTHETIC_HOUR = 394_464
-"""2015-01-01T00:00Z in hours since the epoch: the synthetic history starts there."""
 BUNDLED_COINBASE_DIR = RECORDED_DIR / "coinbase"
 _COINBASE_WS_LOG = re.compile(r"^cryptofeed-(COINBASE)\.ws\..+$")
 
@@ -764,9 +746,6 @@ def _iso_time(text: str) -> datetime:
 def coinbase_time(time_ms: int) -> str:
     """Coinbase's trade time format, microseconds and a Z: '2021-04-17T16:43:37.089000Z'."""
     return datetime.fromtimestamp(time_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-_DAY_S = DAY_S
 
 
 class CoinbaseReplayClient(dg.ConfigurableResource):
@@ -897,7 +876,7 @@ class CoinbaseReplayClient(dg.ConfigurableResource):
             before_ms = round(at.timestamp() * 1000)
             hour, before_index = (before_ms - 1) // (HOUR_S * 1000), COINBASE_IDS_PER_HOUR
         rows = []
-        while len(rows) < limit and hour >= COINBASE_FIRST_SYNTHETIC_HOUR:
+        while len(rows) < limit and hour >= FIRST_HOUR:
             key = (product, hour)
             if key not in self._hours:
                 self._hours[key] = hour_trades(
@@ -979,15 +958,13 @@ class CoinbaseReplayClient(dg.ConfigurableResource):
                 path, 400, "the replay has no clock: ask for a book with get_json_at"
             )
         match = _COINBASE_PATH.match(path)
-        if not match:
-            raise rejected(self.venue, path, 404, json.dumps({"message": "NotFound"}))
+        if not match or match.group(1).upper() not in SYNTHETIC_PRODUCTS:
+            raise self._reject(path, 404, "NotFound")
         product = match.group(1).upper()
-        if product not in SYNTHETIC_PRODUCTS:
-            raise rejected(self.venue, path, 404, json.dumps({"message": "NotFound"}))
         params = dict(params or {})
 
         def reject(message: str) -> UpstreamError:
-            return rejected(self.venue, path, 400, json.dumps({"message": message}))
+            return self._reject(path, 400, message)
 
         try:
             seconds = int(str(params.get("granularity", "")).strip())
@@ -1016,7 +993,7 @@ class CoinbaseReplayClient(dg.ConfigurableResource):
                 "Count of aggregations requested exceeds 300"
             )
         rows: list[list[Any]] = []
-        for day in range(first // _DAY_S, last // _DAY_S + 1):
+        for day in range(first // DAY_S, last // DAY_S + 1):
             for row in self._day_candles(product, seconds, day):
                 if first <= row[0] <= last:
                     rows.append([int(row[0]), *(float(v) for v in row[1:])])

@@ -22,6 +22,9 @@ DAY_S = 86_400
 HOUR_S = 3_600
 CANDLE_S = 300
 """Granularity of the price bounds trades and books are drawn within."""
+FIRST_DAY = 16_436
+"""2015-01-01 in days since the epoch: synthetic trade and post histories start there."""
+FIRST_HOUR = FIRST_DAY * 24
 _ANCHOR_OCTAVES: tuple[tuple[int, float], ...] = ((1, 0.03), (7, 0.06), (30, 0.12), (120, 0.2))
 
 

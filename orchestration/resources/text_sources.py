@@ -41,7 +41,8 @@ from orchestration.resources.http import (
     rejected,
     run_with_retries,
 )
-from orchestration.resources.synthetic import DAY_S, rng_for
+from orchestration.resources.replay import as_utc_moment
+from orchestration.resources.synthetic import DAY_S, FIRST_DAY, rng_for
 
 # -- synthetic text --------------------------------------------------------------------------------
 
@@ -225,7 +226,6 @@ class NewsApiReplayClient(dg.ConfigurableResource):
 REDDIT_NEW_PATH = re.compile(r"^/r/([A-Za-z0-9_]+)/new\.json$")
 REDDIT_MAX_LIMIT = 100
 POSTS_PER_DAY = 14.0
-_FIRST_POST_DAY = 16_436  # 2015-01-01
 _IDS_PER_DAY = 1_000
 
 
@@ -269,8 +269,7 @@ class RedditReplayClient(dg.ConfigurableResource):
     def get_json_at(
         self, path: str, params: Mapping[str, str | int] | None = None, *, at: datetime
     ) -> TimedAnswer:
-        if at.tzinfo is None:
-            raise ValueError(f"at={at!r} must be timezone-aware (UTC)")
+        at = as_utc_moment(at)
         return TimedAnswer(body=self._listing(path, dict(params or {}), at), taken_at=at)
 
     def _listing(self, path: str, params: dict[str, Any], at: datetime | None) -> dict[str, Any]:
@@ -297,7 +296,7 @@ class RedditReplayClient(dg.ConfigurableResource):
             before_s = at.timestamp()
             day, before_index = int(before_s - 1e-9) // DAY_S, _IDS_PER_DAY
         children = []
-        while len(children) < limit and day >= _FIRST_POST_DAY:
+        while len(children) < limit and day >= FIRST_DAY:
             stories = synthetic_stories(f"reddit:{subreddit.lower()}", day, POSTS_PER_DAY)
             for index in range(min(before_index, len(stories)) - 1, -1, -1):
                 story = stories[index]

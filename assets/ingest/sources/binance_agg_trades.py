@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from assets.ingest.sources.candles import canonical_symbol, split_symbol
+from assets.ingest.sources.candles import canonical_symbol, split_symbol, to_epoch_ms
 from assets.ingest.sources.fields import (
     Where,
     as_utc,
@@ -29,7 +29,6 @@ from assets.ingest.sources.fields import (
     field,
     flag,
     require_list,
-    to_epoch_ms,
     utc_column,
     whole,
 )

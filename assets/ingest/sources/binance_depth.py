@@ -19,24 +19,8 @@ from datetime import datetime
 import pandas as pd
 
 from assets.ingest.sources.binance_agg_trades import venue_symbol
-from assets.ingest.sources.candles import canonical_symbol
-from assets.ingest.sources.fields import (
-    DaySnapshot,
-    Where,
-    as_utc,
-    days_of,
-    field,
-    require_dict,
-    snapshot_for_day,
-    whole,
-)
-from assets.ingest.sources.order_book import (
-    COLUMNS,
-    KEY_COLUMNS,
-    TIME_COLUMN,
-    book_frame,
-    empty_book,
-)
+from assets.ingest.sources.fields import DaySnapshot, Where, as_utc, days_of, snapshot_for_day
+from assets.ingest.sources.order_book import COLUMNS, KEY_COLUMNS, TIME_COLUMN, parse_snapshots
 from orchestration.resources.http import TimedJsonClient
 
 VENUE = "binance"
@@ -57,21 +41,12 @@ def fetch(
 
 
 def parse(payload: Sequence[DaySnapshot], symbol: str) -> pd.DataFrame:
-    frames = []
-    for snapshot in payload:
-        body = require_dict(snapshot.body, WHERE, "depth snapshot")
-        update_id = whole(
-            field(body, "lastUpdateId", WHERE, "snapshot"), WHERE, "snapshot", "lastUpdateId"
-        )
-        frames.append(
-            book_frame(
-                canonical_symbol(symbol),
-                snapshot,
-                update_id,
-                field(body, "bids", WHERE, "snapshot"),
-                field(body, "asks", WHERE, "snapshot"),
-                WHERE,
-                with_counts=False,
-            )
-        )
-    return pd.concat(frames, ignore_index=True) if frames else empty_book()
+    return parse_snapshots(
+        payload,
+        symbol,
+        WHERE,
+        what="depth snapshot",
+        row="snapshot",
+        sequence_field="lastUpdateId",
+        with_counts=False,
+    )

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from assets.ingest.sources.binance_agg_trades import venue_symbol
-from assets.ingest.sources.candles import canonical_symbol
+from assets.ingest.sources.candles import canonical_symbol, to_epoch_ms
 from assets.ingest.sources.fields import (
     Where,
     as_utc,
@@ -29,7 +29,6 @@ from assets.ingest.sources.fields import (
     epoch_ms,
     field,
     require_list,
-    to_epoch_ms,
     utc_column,
     whole,
 )

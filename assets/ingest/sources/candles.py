@@ -122,7 +122,9 @@ def build_candle_frame(
     return frame.sort_values("open_time", kind="stable").reset_index(drop=True)
 
 
-def number(value: object, *, venue: str, path: str, row: int, field: str, allow_str: bool) -> float:
+def number(
+    value: object, *, venue: str, path: str, row: int | str, field: str, allow_str: bool
+) -> float:
     """One price/volume field as a finite float, or a PayloadError naming the row and field."""
     if isinstance(value, bool) or value is None:
         parsed = None

@@ -17,25 +17,9 @@ from datetime import datetime
 
 import pandas as pd
 
-from assets.ingest.sources.candles import canonical_symbol
 from assets.ingest.sources.coinbase_candles import product_id
-from assets.ingest.sources.fields import (
-    DaySnapshot,
-    Where,
-    as_utc,
-    days_of,
-    field,
-    require_dict,
-    snapshot_for_day,
-    whole,
-)
-from assets.ingest.sources.order_book import (
-    COLUMNS,
-    KEY_COLUMNS,
-    TIME_COLUMN,
-    book_frame,
-    empty_book,
-)
+from assets.ingest.sources.fields import DaySnapshot, Where, as_utc, days_of, snapshot_for_day
+from assets.ingest.sources.order_book import COLUMNS, KEY_COLUMNS, TIME_COLUMN, parse_snapshots
 from orchestration.resources.http import TimedJsonClient
 
 VENUE = "coinbase"
@@ -60,20 +44,12 @@ def fetch(
 
 
 def parse(payload: Sequence[DaySnapshot], symbol: str) -> pd.DataFrame:
-    where = Where(VENUE, book_path(symbol))
-    frames = []
-    for snapshot in payload:
-        body = require_dict(snapshot.body, where, "level-2 book")
-        sequence = whole(field(body, "sequence", where, "book"), where, "book", "sequence")
-        frames.append(
-            book_frame(
-                canonical_symbol(symbol),
-                snapshot,
-                sequence,
-                field(body, "bids", where, "book"),
-                field(body, "asks", where, "book"),
-                where,
-                with_counts=True,
-            )
-        )
-    return pd.concat(frames, ignore_index=True) if frames else empty_book()
+    return parse_snapshots(
+        payload,
+        symbol,
+        Where(VENUE, book_path(symbol)),
+        what="level-2 book",
+        row="book",
+        sequence_field="sequence",
+        with_counts=True,
+    )

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from assets.ingest.sources.candles import as_utc, number
 from orchestration.resources.http import (
     OutOfWindowError,
     PayloadError,
@@ -37,17 +38,6 @@ class Where:
 
     def error(self, problem: str) -> PayloadError:
         return PayloadError(problem, venue=self.venue, path=self.path)
-
-
-def as_utc(moment: datetime, name: str) -> datetime:
-    """Window bounds must be unambiguous instants: naive datetimes are refused, not guessed."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{name}={moment!r} must be timezone-aware (UTC)")
-    return moment.astimezone(UTC)
-
-
-def to_epoch_ms(moment: datetime) -> int:
-    return int(round(moment.timestamp() * 1000))
 
 
 def days_of(start: datetime, end: datetime) -> list[date]:
@@ -104,19 +94,7 @@ def decimal(
     when ``empty_is_null``."""
     if empty_is_null and (value == "" or value is None):
         return math.nan
-    parsed: float | None = None
-    if isinstance(value, bool) or value is None:
-        parsed = None
-    elif isinstance(value, int | float):
-        parsed = float(value)
-    elif isinstance(value, str):
-        try:
-            parsed = float(value)
-        except ValueError:
-            parsed = None
-    if parsed is None or not math.isfinite(parsed):
-        raise where.error(f"row {row}: field {name!r} is not a finite number: {value!r}")
-    return parsed
+    return number(value, venue=where.venue, path=where.path, row=row, field=name, allow_str=True)
 
 
 def whole(value: object, where: Where, row: int | str, name: str) -> int:
@@ -168,16 +146,8 @@ def iso_time(value: object, where: Where, row: int | str, name: str) -> datetime
     raise where.error(f"row {row}: field {name!r} is not an ISO-8601 UTC time: {value!r:.60}")
 
 
-def in_window(moment: datetime, start: datetime, end: datetime) -> bool:
-    return start <= moment < end
-
-
 def utc_column(values: Sequence[datetime]) -> pd.Series:
     return pd.Series(pd.to_datetime(list(values), utc=True), dtype="datetime64[ns, UTC]")
-
-
-def frame(columns: Sequence[str], data: Mapping[str, Any]) -> pd.DataFrame:
-    return pd.DataFrame({name: data[name] for name in columns}, columns=list(columns))
 
 
 # -- answers of the present ------------------------------------------------------------------------

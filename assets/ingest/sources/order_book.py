@@ -13,7 +13,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from assets.ingest.sources.fields import DaySnapshot, Where, decimal, item, utc_column, whole
+from assets.ingest.sources.candles import canonical_symbol
+from assets.ingest.sources.fields import (
+    DaySnapshot,
+    Where,
+    decimal,
+    field,
+    item,
+    require_dict,
+    utc_column,
+    whole,
+)
 
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("symbol", "text", "BASE/QUOTE, e.g. ETH/BTC"),
@@ -30,7 +40,37 @@ TIME_COLUMN = "snapshot_date"
 KEY_COLUMNS = ("symbol", "snapshot_date", "side", "level")
 
 
-def book_frame(
+def parse_snapshots(
+    payload: Sequence[DaySnapshot],
+    symbol: str,
+    where: Where,
+    *,
+    what: str,
+    row: str,
+    sequence_field: str,
+    with_counts: bool,
+) -> pd.DataFrame:
+    """A venue's day snapshots -> rows. Each body is a JSON object with ``bids``, ``asks`` and
+    the book's sequence in ``sequence_field``; errors call the body ``what`` and ``row``."""
+    frames = []
+    for snapshot in payload:
+        body = require_dict(snapshot.body, where, what)
+        update_id = whole(field(body, sequence_field, where, row), where, row, sequence_field)
+        frames.append(
+            _book_frame(
+                canonical_symbol(symbol),
+                snapshot,
+                update_id,
+                field(body, "bids", where, row),
+                field(body, "asks", where, row),
+                where,
+                with_counts=with_counts,
+            )
+        )
+    return pd.concat(frames, ignore_index=True) if frames else empty_book()
+
+
+def _book_frame(
     symbol: str,
     snapshot: DaySnapshot,
     update_id: int,

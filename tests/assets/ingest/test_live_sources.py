@@ -198,6 +198,8 @@ SOURCES = [
     ),
 ]
 
+BY_NAME = {source.name: source for source in SOURCES}
+
 
 class FakeVenue:
     """The replay behind real HTTP; ``faults`` answer the first requests instead of it."""
@@ -386,7 +388,7 @@ def test_a_timeout_is_retried_then_reported(httpserver: HTTPServer, shared_data:
 def test_kraken_in_body_rate_limit_is_retried_and_other_errors_are_not(
     httpserver: HTTPServer, shared_data: Path
 ) -> None:
-    source = next(s for s in SOURCES if s.name == "kraken_ohlc")
+    source = BY_NAME["kraken_ohlc"]
     venue, _, live = _serve(httpserver, source, shared_data)
     venue.faults = [_json({"error": ["EAPI:Rate limit exceeded"], "result": {}})]
     assert len(_rows(source, live)) == 24
@@ -405,7 +407,7 @@ def test_kraken_in_body_rate_limit_is_retried_and_other_errors_are_not(
 def test_newsapi_without_a_key_is_a_named_failure_that_sends_nothing(
     httpserver: HTTPServer, shared_data: Path
 ) -> None:
-    source = next(s for s in SOURCES if s.name == "newsapi_articles")
+    source = BY_NAME["newsapi_articles"]
     venue, _, live = _serve(httpserver, source, shared_data)
     with pytest.raises(MissingApiKeyError, match="NEWSAPI_API_KEY is not set"):
         _rows(source, live.model_copy(update={"api_key": "  "}))
@@ -415,7 +417,7 @@ def test_newsapi_without_a_key_is_a_named_failure_that_sends_nothing(
 def test_newsapi_rejected_key_is_reported_without_the_key(
     httpserver: HTTPServer, shared_data: Path
 ) -> None:
-    source = next(s for s in SOURCES if s.name == "newsapi_articles")
+    source = BY_NAME["newsapi_articles"]
     venue, _, live = _serve(httpserver, source, shared_data)
     venue.faults = [
         _json(
@@ -434,7 +436,7 @@ def test_newsapi_rejected_key_is_reported_without_the_key(
 
 
 def test_live_snapshot_for_a_past_day_is_refused(httpserver: HTTPServer, shared_data: Path) -> None:
-    source = next(s for s in SOURCES if s.name == "binance_depth")
+    source = BY_NAME["binance_depth"]
     _, _, live = _serve(httpserver, source, shared_data)
     past = (utc(2018, 1, 12), utc(2018, 1, 13))
     with pytest.raises(OutOfWindowError, match="not in partition 2018-01-12"):
@@ -444,7 +446,7 @@ def test_live_snapshot_for_a_past_day_is_refused(httpserver: HTTPServer, shared_
 def test_reddit_listing_that_ends_before_the_window_is_refused(
     httpserver: HTTPServer, shared_data: Path
 ) -> None:
-    source = next(s for s in SOURCES if s.name == "reddit_posts")
+    source = BY_NAME["reddit_posts"]
     venue, _, live = _serve(httpserver, source, shared_data)
     first_page = RedditReplayClient().get_json_at(
         "/r/Bitcoin/new.json", {"limit": 100}, at=utc(2018, 1, 14)
@@ -463,7 +465,7 @@ def test_coinbase_trades_are_found_by_binary_search_from_the_present(
     """The venue's newest page is later than the window: the trade ids are bisected, then
     paged back (pages of 5 trades, so that the recorded minute takes several)."""
     monkeypatch.setattr(coinbase_trades, "PAGE_LIMIT", 5)
-    source = next(s for s in SOURCES if s.name == "coinbase_trades")
+    source = BY_NAME["coinbase_trades"]
     venue, replay, live = _serve(httpserver, source, shared_data)
     start, end = utc(2021, 4, 17, 16, 43, 40), utc(2021, 4, 17, 16, 43, 55)
 
