@@ -17,13 +17,16 @@ import sqlalchemy as sa
 from assets.ingest.registry import TRADED_FEED
 from assets.signals.features import features
 from assets.signals.regime import regime
-from orchestration.groups import TRADING_GROUP
+from orchestration.groups import MEMORY_GROUP, TRADING_GROUP
 from orchestration.io_managers.postgres_window import replace_window_in
+from orchestration.memory_store import PostgresMemoryStore
 from orchestration.partitions import daily_partitions
 from orchestration.resources.committee import CommitteeConfigResource
 from orchestration.resources.postgres import PostgresStoreResource
 from trading.config import build_session
 from trading.domain import Fill, MarketSnapshot, Vote
+from trading.features import FEATURE_COLUMNS
+from trading.memory.records import PatternStats
 from trading.portfolio import Portfolio
 from trading.reflection import Reflection
 from trading.risk import check_limits
@@ -61,13 +64,17 @@ _LATER_TRADED_DAYS = sa.text(
 _PEAK_EQUITY_BEFORE = sa.text(
     "SELECT max(greatest(peak_equity, equity)) FROM trading.pnl WHERE partition_date < :day"
 )
+_MEMORY_FEATURES = [c for c in FEATURE_COLUMNS if c != "close"]
 _DECISIONS_BEFORE = sa.text(
-    """
+    f"""
     SELECT d.symbol, d.ts, d.direction, d.confidence, d.votes, d.regime,
-           c.open, c.high, c.low, c.close, c.volume
+           coalesce(d.decided_under, 'active') AS decided_under,
+           c.open, c.high, c.low, c.close, c.volume,
+           {", ".join(f"f.{name}" for name in _MEMORY_FEATURES)}
     FROM trading.decisions d
     JOIN analytics.stg_binance_ohlcv c
       ON c.symbol = d.symbol AND c.open_time = d.ts AND c."interval" = :interval
+    LEFT JOIN signals.features f ON f.symbol = d.symbol AND f.ts = d.ts
     WHERE d.ts < :start
     ORDER BY d.ts, d.symbol
     """
@@ -76,6 +83,10 @@ _FILLS_BEFORE = sa.text(
     "SELECT fill_id, client_order_id, symbol, ts, side, quantity, price, fee, liquidity "
     "FROM trading.fills WHERE ts < :start ORDER BY ts, fill_id"
 )
+
+
+MEMORIES = dg.AssetKey(["memory", "memories"])
+PATTERNS = dg.AssetKey(["memory", "patterns"])
 
 
 def _spec(name: str, description: str, deps: list) -> dg.AssetSpec:
@@ -101,6 +112,25 @@ TRADING_SPECS = [
           [dg.AssetKey(["trading", "fills"])]),
     _spec("pnl", "End-of-day cash, equity, PnL, exposure and risk state.",
           [dg.AssetKey(["trading", "positions"])]),
+    dg.AssetSpec(
+        key=MEMORIES, group_name=MEMORY_GROUP, kinds={"python", "postgres"},
+        deps=[dg.AssetKey(["trading", "decisions"])], partitions_def=daily_partitions,
+        description=(
+            "Episodic memory: each decision whose outcome became known this day, proposed to "
+            "the 2-of-3 validator quorum; committed states are searchable with pgvector (HNSW). "
+            "Every proposal and vote is kept in memory.proposals and memory.votes."
+        ),
+        metadata={"table": "memory.memories"},
+    ),
+    dg.AssetSpec(
+        key=PATTERNS, group_name=MEMORY_GROUP, kinds={"python", "postgres"},
+        deps=[MEMORIES], partitions_def=daily_partitions,
+        description=(
+            "Recurring situations (regime and state signature): count, hit rate, mean and "
+            "spread of returns, first and last seen; updated only by committed memories."
+        ),
+        metadata={"table": "memory.patterns"},
+    ),
 ]  # fmt: skip
 
 
@@ -122,7 +152,8 @@ def load_snapshots(conn: sa.Connection, start: datetime, end: datetime) -> list[
 
 
 def load_decisions_before(conn: sa.Connection, start: datetime) -> list[PastDecision]:
-    """Every earlier decision with its bar and regime, to replay into the committee's learners."""
+    """Every earlier decision with its bar, features and regime, to replay into the committee's
+    learners and to refill the memory's queue of decisions whose outcome is still pending."""
     rows = conn.execute(
         _DECISIONS_BEFORE, {"start": start, "interval": TRADED_FEED.interval}
     ).mappings()
@@ -134,11 +165,13 @@ def load_decisions_before(conn: sa.Connection, start: datetime) -> list[PastDeci
             symbol=row["symbol"],
             ts=ts,
             bar={"symbol": row["symbol"], "ts": ts, **bar},
-            features={},
+            features={name: row[name] for name in _MEMORY_FEATURES},
             regime=row["regime"],
         )
         votes = tuple(Vote.model_validate(v) for v in row["votes"])
-        history.append(PastDecision(snapshot, votes, row["direction"], row["confidence"]))
+        history.append(
+            PastDecision(snapshot, votes, row["direction"], row["confidence"], row["decided_under"])
+        )
     return history
 
 
@@ -201,25 +234,28 @@ def trading_session(
     # Mark the carried-over positions at the previous close, so the day's loss limit starts
     # from the true opening equity.
     portfolio.mark(last_closes)
-    session = build_session(config, portfolio=portfolio)
-    session.prices.update(last_closes)
-    replayed = session.replay(past_decisions)
-    result = session.run(snapshots, peak_equity=peak_equity)
-    violations = check_limits(session.portfolio, session.prices, config.risk)
-    if violations:
-        raise dg.Failure(
-            description=f"risk limits broken at the end of {day}: {violations}",
-            allow_retries=False,
-        )
-    tables = {
-        "decisions": pd.DataFrame(result.decision_rows()),
-        "orders": pd.DataFrame(result.order_rows()),
-        "fills": pd.DataFrame(result.fill_rows(), columns=FILL_COLUMNS),
-        "positions": pd.DataFrame(result.daily_positions),
-        "pnl": pd.DataFrame(result.daily_pnl),
-    }
-
+    # One transaction for the day: the memory decides each proposal in a savepoint of it, and
+    # the decisions, orders, fills, positions and PnL are replaced in it, so a failed session
+    # leaves neither rows nor memories behind.
     with engine.begin() as conn:
+        memory_store = PostgresMemoryStore(engine).bound(conn)
+        session = build_session(config, portfolio=portfolio, memory_store=memory_store)
+        session.prices.update(last_closes)
+        replayed = session.replay(past_decisions)
+        result = session.run(snapshots, peak_equity=peak_equity)
+        violations = check_limits(session.portfolio, session.prices, config.risk)
+        if violations:
+            raise dg.Failure(
+                description=f"risk limits broken at the end of {day}: {violations}",
+                allow_retries=False,
+            )
+        tables = {
+            "decisions": pd.DataFrame(result.decision_rows()),
+            "orders": pd.DataFrame(result.order_rows()),
+            "fills": pd.DataFrame(result.fill_rows(), columns=FILL_COLUMNS),
+            "positions": pd.DataFrame(result.daily_positions),
+            "pnl": pd.DataFrame(result.daily_pnl),
+        }
         kw = {"start": window.start, "end": window.end}
         # Orders first: deleting the day's orders cascades to their fills (FK on delete cascade).
         written = {
@@ -243,6 +279,10 @@ def trading_session(
                 conn, "trading.pnl", tables["pnl"], partition_expr="partition_date", **kw
             ),
         }
+        memory_summary = session.memory.summary() if session.memory is not None else {}
+        namespace = config.memory.namespace
+        memory_totals = memory_store.statistics(namespace)
+        patterns = memory_store.patterns(namespace)
     notes = [
         f"{note.ts.isoformat()} {note.layer}/{note.subject} {note.kind}: {note.message}"
         for observer in session.committee.observers
@@ -277,3 +317,38 @@ def trading_session(
             asset_key=["trading", name],
             metadata={"dagster/row_count": count, **summary[name]},
         )
+    yield dg.MaterializeResult(
+        asset_key=MEMORIES,
+        metadata={
+            "dagster/row_count": memory_totals["memories"],
+            "this_day": memory_summary,
+            "all_days": memory_totals,
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=PATTERNS,
+        metadata={
+            "dagster/row_count": len(patterns),
+            "patterns": dg.MetadataValue.md(pattern_table(patterns)),
+        },
+    )
+
+
+def pattern_table(patterns: list[PatternStats], limit: int = 20) -> str:
+    """The most frequent patterns as a markdown table for the UI."""
+    top = sorted(patterns, key=lambda p: (-p.count, str(p.key)))[:limit]
+    lines = [
+        "| regime | signature | memories | hit rate | mean return | sd | last seen |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for p in top:
+        hit = f"{p.hit_rate:.1%}" if p.hit_rate is not None else "-"
+        mean = f"{p.mean_return:+.3%}" if p.mean_return is not None else "-"
+        std = f"{p.std_return:.3%}" if p.std_return is not None else "-"
+        seen = p.last_seen.isoformat() if p.last_seen else "-"
+        lines.append(
+            f"| {p.key.regime} | {p.key.signature} | {p.count} | {hit} | {mean} | {std} | {seen} |"
+        )
+    if len(patterns) > limit:
+        lines.append(f"\n{len(patterns) - limit} more in memory.patterns")
+    return "\n".join(lines)

@@ -15,6 +15,7 @@ from assets.backtests import backtest_assets
 from assets.decisions import trading_session
 from assets.ingest.factory import raw_asset_checks, raw_assets
 from assets.ingest.ticks import tick_definitions
+from assets.memory import memory_checks
 from assets.signals.features import features
 from assets.signals.regime import regime
 from assets.signals.sentiment import sentiment_assets, sentiment_checks
@@ -40,6 +41,7 @@ def build_definitions(
     )
     trading = dg.Definitions(
         assets=[trading_session],
+        asset_checks=memory_checks,
         jobs=[trading_job],
         sensors=[build_fresh_signals_sensor(running=automate)],
     )

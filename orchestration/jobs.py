@@ -12,6 +12,7 @@ import dagster as dg
 from orchestration.groups import (
     BACKTEST_GROUP,
     INGEST_GROUP,
+    MEMORY_GROUP,
     SIGNALS_GROUP,
     TRADING_GROUP,
     TRANSFORM_GROUP,
@@ -40,11 +41,12 @@ daily_pipeline_job = dg.define_asset_job(
 
 trading_job = dg.define_asset_job(
     name="trading_job",
-    selection=dg.AssetSelection.groups(TRADING_GROUP),
+    selection=dg.AssetSelection.groups(TRADING_GROUP, MEMORY_GROUP),
     partitions_def=daily_partitions,
     description=(
-        "The committee -> risk gate -> execution -> paper broker session for one day. Launched "
-        "by the fresh-signals sensor, once per partition."
+        "The committee -> memory evidence -> risk gate -> execution -> paper broker session for "
+        "one day, committing the day's matured decisions to memory through the validator "
+        "quorum. Launched by the fresh-signals sensor, once per partition."
     ),
 )
 

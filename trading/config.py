@@ -20,6 +20,8 @@ from trading.brokers.paper import PaperBroker
 from trading.committee import Committee
 from trading.execution import ExecutionEngine, Sizing
 from trading.features import FeatureWindows
+from trading.memory.book import MemoryBook, MemoryConfig
+from trading.memory.store import InMemoryStore, MemoryStore
 from trading.planner import Planner, PlannerConfig
 from trading.portfolio import Portfolio
 from trading.reflection import Reflection, ReflectionConfig
@@ -56,6 +58,8 @@ class CommitteeConfig(BaseModel):
     weighting: WeightingConfig = WeightingConfig()
     planner: PlannerConfig = PlannerConfig()
     reflection: ReflectionConfig = ReflectionConfig()
+    memory: MemoryConfig = MemoryConfig(enabled=False)
+    """Quorum-governed memory; off unless the config has a ``memory:`` section enabling it."""
 
     @model_validator(mode="after")
     def _check_cross_fields(self) -> CommitteeConfig:
@@ -125,11 +129,18 @@ def load_committee_config(path: str | Path | None = None) -> CommitteeConfig:
     return parse_committee_config(data, source=source)
 
 
-def build_session(config: CommitteeConfig, portfolio: Portfolio | None = None) -> TradingSession:
+def build_session(
+    config: CommitteeConfig,
+    portfolio: Portfolio | None = None,
+    *,
+    memory_store: MemoryStore | None = None,
+) -> TradingSession:
     """Wire agents -> committee (weights learned walk-forward under the planner's priors,
-    watched by reflection) -> risk gate -> execution -> paper broker from ``config``.
+    watched by reflection) -> memory evidence -> risk gate -> execution -> paper broker.
 
-    Every call builds fresh learners: their state is one pass over time.
+    Every call builds fresh learners: their state is one pass over time. The memory is durable
+    when ``memory_store`` is (the trading job passes PostgreSQL); otherwise, when the config
+    enables memory, a fresh in-process store is used (a backtest starts with no memories).
     """
     if portfolio is None:
         portfolio = Portfolio(config.quote, config.initial_cash)
@@ -167,4 +178,11 @@ def build_session(config: CommitteeConfig, portfolio: Portfolio | None = None) -
         max_participation=config.max_participation,
     )
     execution = ExecutionEngine(RiskGate(config.risk), broker, config.sizing)
-    return TradingSession(committee, execution, portfolio)
+    memory = None
+    if config.memory.enabled:
+        memory = MemoryBook(
+            config.memory,
+            memory_store if memory_store is not None else InMemoryStore(),
+            round_trip_cost_bps=2.0 * (config.fee_bps + config.slippage_bps),
+        )
+    return TradingSession(committee, execution, portfolio, memory)

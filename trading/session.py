@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from trading.committee import Committee
 from trading.domain import AccountView, Fill, MarketSnapshot, Order, Vote
 from trading.execution import ExecutionEngine, OrderStatus, Outcome, SettledOrder
+from trading.memory.book import MemoryBook
 from trading.portfolio import Portfolio
 from trading.risk import RiskGate, RiskState
 
@@ -51,6 +52,8 @@ class DecisionRecord(BaseModel):
     outcome: Outcome
     reason: str
     risk_state: RiskState
+    decided_under: RiskState = RiskState.ACTIVE
+    memory_scale: float | None = None
 
     def as_row(self) -> dict[str, Any]:
         """Shaped like trading.decisions (votes as JSON-ready dicts)."""
@@ -64,6 +67,8 @@ class DecisionRecord(BaseModel):
             "votes": [vote.model_dump(mode="json") for vote in self.votes],
             "outcome": self.outcome,
             "reason": self.reason,
+            "decided_under": self.decided_under.value,
+            "memory_scale": self.memory_scale,
         }
 
 
@@ -110,12 +115,14 @@ def fill_row(fill: Fill) -> dict[str, Any]:
 @dataclass(frozen=True)
 class PastDecision:
     """A stored decision to replay into the committee's learners (see ``TradingSession.replay``);
-    ``snapshot`` needs the bar and regime it was made on, not its features."""
+    ``snapshot`` needs the bar and regime it was made on; the memory also needs its features
+    (the state it remembers) and the risk state it was decided under."""
 
     snapshot: MarketSnapshot
     votes: tuple[Vote, ...]
     direction: float
     confidence: float
+    decided_under: str = "active"
 
 
 @dataclass(frozen=True)
@@ -152,12 +159,21 @@ class SessionResult:
 
 
 class TradingSession:
+    """``memory`` (optional) proposes every decision to the quorum-governed memory once its
+    outcome is known, and lowers a proposal's scale when remembered similar states argue
+    against it (see ``trading.memory.book``)."""
+
     def __init__(
-        self, committee: Committee, execution: ExecutionEngine, portfolio: Portfolio
+        self,
+        committee: Committee,
+        execution: ExecutionEngine,
+        portfolio: Portfolio,
+        memory: MemoryBook | None = None,
     ) -> None:
         self.committee = committee
         self.execution = execution
         self.portfolio = portfolio
+        self.memory = memory
         self.prices: dict[str, float] = {}
 
     @property
@@ -170,8 +186,13 @@ class TradingSession:
         Call it before ``run`` when resuming an account; returns how many were replayed.
         """
         count = 0
+        memory = self.memory
         for past in sorted(history, key=lambda p: (p.snapshot.ts, p.snapshot.symbol)):
             self.committee.replay(past.snapshot, past.votes, past.direction, past.confidence)
+            if memory is not None:
+                memory.seed(
+                    past.snapshot, past.direction, past.confidence, past.votes, past.decided_under
+                )
             count += 1
         return count
 
@@ -193,11 +214,12 @@ class TradingSession:
         result = SessionResult()
         gate = self.execution.risk_gate
         day: date | None = None
+        last_ts: datetime | None = None
         for ts, group_iter in itertools.groupby(ordered, key=lambda s: s.ts):
             group = list(group_iter)
             if ts.date() != day:
-                if day is not None:
-                    self._close_day(result, day)
+                if day is not None and last_ts is not None:
+                    self._close_day(result, day, last_ts)
                 day = ts.date()
                 gate.start_day(self.portfolio.equity(self.prices), day, peak_equity=peak_equity)
             for snapshot in group:
@@ -208,12 +230,16 @@ class TradingSession:
                     self._record_settled(settled, result)
             self.portfolio.mark(self.prices)
             gate.refresh(self.portfolio, self.prices)
+            if self.memory is not None:
+                # Every symbol's outcomes of this bar are committed before any of them decides.
+                self.memory.mature(group)
             for snapshot in group:
                 self._step(snapshot, result)
             if on_step is not None:
                 on_step(ts, self.portfolio, dict(self.prices))
-        if day is not None:
-            self._close_day(result, day)
+            last_ts = ts
+        if day is not None and last_ts is not None:
+            self._close_day(result, day, last_ts)
         logger.info(
             "session: %d decisions, %d orders, %d fills",
             len(result.decisions),
@@ -250,6 +276,12 @@ class TradingSession:
     def _step(self, snapshot: MarketSnapshot, result: SessionResult) -> None:
         snapshot = snapshot.model_copy(update={"account": self.account_view(snapshot.symbol)})
         proposal = self.committee.decide(snapshot)
+        decided_under = self.execution.risk_gate.state
+        memory_scale = None
+        if self.memory is not None:
+            proposal, evidence = self.memory.advise(snapshot, proposal)
+            memory_scale = evidence.scale
+            self.memory.remember(snapshot, proposal, decided_under.value)
         report = self.execution.execute(proposal, self.portfolio, snapshot.bar, self.prices)
         result.decisions.append(
             DecisionRecord(
@@ -262,6 +294,8 @@ class TradingSession:
                 outcome=report.outcome,
                 reason=report.reason,
                 risk_state=self.execution.risk_gate.state,
+                decided_under=decided_under,
+                memory_scale=memory_scale,
             )
         )
         if report.order_status not in (None, "resting"):
@@ -271,11 +305,13 @@ class TradingSession:
             )
         result.fills.extend(report.fills)
 
-    def _close_day(self, result: SessionResult, day: date) -> None:
+    def _close_day(self, result: SessionResult, day: date, last_ts: datetime) -> None:
         for settled in self.execution.cancel_resting(
             f"day {day} ended (limit orders are day orders)"
         ):
             self._record_settled(settled, result)
+        if self.memory is not None:
+            self.memory.close_day(last_ts)
         snapshot = self.portfolio.snapshot(self.prices)
         for row in snapshot["positions"]:
             result.daily_positions.append({"partition_date": day, **row})

@@ -66,7 +66,9 @@ def test_every_asset_has_group_kinds_and_description(local_defs: dg.Definitions)
         if node.group_name != "backtests" and not node.is_external:
             assert node.partitions_def is not None, f"{key.to_user_string()} is not partitioned"
         groups.setdefault(node.group_name, set()).add(key.to_user_string())
-    assert set(groups) == {"ingest", "transform", "signals", "trading", "backtests", "ticks"}
+    assert set(groups) == {
+        "ingest", "transform", "signals", "trading", "memory", "backtests", "ticks"
+    }  # fmt: skip
     assert {feed.asset_path for feed in FEEDS} <= groups["ingest"]
     assert len(FEEDS) >= 15
     assert {"analytics/stg_binance_ohlcv", "analytics/fct_pair_returns"} <= groups["transform"]

@@ -13,6 +13,7 @@ from tests.trading.conftest import make_snapshot
 from trading.config import build_session, load_committee_config
 from trading.domain import MarketSnapshot
 from trading.features import compute_features
+from trading.memory import InMemoryStore
 from trading.portfolio import Portfolio
 from trading.regime import classify_regimes
 from trading.risk import RiskState, check_limits
@@ -72,7 +73,7 @@ def test_session_over_real_data_trades_within_limits_and_is_deterministic(
     decision_row = result.decision_rows()[-1]
     assert set(decision_row) == {
         "symbol", "ts", "partition_date", "direction", "confidence", "regime", "votes",
-        "outcome", "reason",
+        "outcome", "reason", "decided_under", "memory_scale",
     }  # fmt: skip
     assert {v["agent"] for v in decision_row["votes"]} == {
         a.name for a in load_committee_config().agents
@@ -92,24 +93,29 @@ def test_session_over_real_data_trades_within_limits_and_is_deterministic(
 
 def test_a_day_split_in_two_runs_equals_one_run(snapshots: list[MarketSnapshot]) -> None:
     """Trading day by day, as the trading job does, gives the same trades as one run: each day
-    rebuilds its portfolio from stored fills, its learners from stored decisions (replay) and
-    its drawdown baseline from the stored peak equity."""
+    rebuilds its portfolio from stored fills, its learners from stored decisions (replay), its
+    drawdown baseline from the stored peak equity, and recalls from the one durable memory
+    store every day commits to (the job's is PostgreSQL)."""
     days = sorted({s.ts.date() for s in snapshots})[:4]
     window = [s for s in snapshots if s.ts.date() in days]
-    whole = build_session(load_committee_config()).run(window)
+    whole_session = build_session(load_committee_config())
+    whole = whole_session.run(window)
 
     config = load_committee_config()
     fills: list = []
     decisions: list = []
     peak = None
     by_key = {(s.symbol, s.ts): s for s in window}
+    store = InMemoryStore()
     for day in days:
         portfolio = Portfolio.from_fills(config.initial_cash, fills, quote=config.quote)
-        session = build_session(config, portfolio)
+        session = build_session(config, portfolio, memory_store=store)
         if fills:
             session.prices.update({s.symbol: s.bar.close for s in window if s.ts.date() < day})
         replayed = session.replay(
-            PastDecision(by_key[(d.symbol, d.ts)], d.votes, d.direction, d.confidence)
+            PastDecision(
+                by_key[(d.symbol, d.ts)], d.votes, d.direction, d.confidence, d.decided_under
+            )
             for d in decisions
         )
         assert replayed == len(decisions)
@@ -120,6 +126,11 @@ def test_a_day_split_in_two_runs_equals_one_run(snapshots: list[MarketSnapshot])
     assert [f.fill_id for f in fills] == [f.fill_id for f in whole.fills]
     assert [d.as_row() for d in decisions] == whole.decision_rows()
     assert len(fills) > 0
+    assert whole_session.memory is not None
+    assert [m.key for m in whole_session.memory.store.committed("default")] == [
+        m.key for m in store.committed("default")
+    ]
+    assert len(store.committed("default")) > 0
 
 
 def test_kill_switch_stops_all_orders(snapshots: list[MarketSnapshot]) -> None:

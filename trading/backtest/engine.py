@@ -384,6 +384,8 @@ def _metrics(
         if isinstance(observer, Reflection):
             learning["reflection"] = observer.summary()
             notes.extend(note.model_dump(mode="json") for note in observer.notes)
+    if session.memory is not None:
+        learning["memory"] = session.memory.summary()
     return {
         "symbols": sorted(candles["symbol"].unique().tolist()),
         "start": equity["ts"].iloc[0].isoformat() if len(equity) else None,
