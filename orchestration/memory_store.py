@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -245,7 +246,8 @@ class PostgresMemoryStore:
                 horizon_bars=row["horizon_bars"],
                 regime=row["regime"],
                 signature=row["signature"],
-                embedding=tuple(float(x) for x in row["embedding"]),
+                # real[] arrives as the shortest decimal of each float32: back to that float32
+                embedding=tuple(float(x) for x in np.asarray(row["embedding"], np.float32)),
                 direction=row["direction"],
                 confidence=row["confidence"],
                 risk_state=row["risk_state"],

@@ -53,6 +53,25 @@ def test_demo_window_trades_within_risk_limits(make_defs, instance, pg_engine) -
             sa.text("SELECT DISTINCT partition_date::text FROM trading.decisions ORDER BY 1")
         ).scalars()
         assert list(days) == DAYS
+        # the trading job committed the matured decisions through the quorum, votes kept
+        proposals, votes, memories = conn.execute(
+            sa.text(
+                "SELECT (SELECT count(*) FROM memory.proposals), (SELECT count(*) FROM "
+                "memory.votes), (SELECT count(*) FROM memory.memories)"
+            )
+        ).one()
+        assert 0 < memories <= proposals and votes == 3 * proposals
+        # decisions of a day's last hour mature the next day: none is left unproposed
+        unproposed = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM trading.decisions d WHERE d.ts < "
+                "(SELECT max(ts) FROM trading.decisions) - interval '1 hour' "
+                "AND d.ts >= (SELECT min(ts) FROM trading.decisions) + interval '1 day' "
+                "AND NOT EXISTS (SELECT 1 FROM memory.proposals p "
+                "WHERE p.symbol = d.symbol AND p.ts = d.ts)"
+            )
+        ).scalar_one()
+        assert unproposed == 0
     _assert_no_limit_broken(pg_engine)
     assert "Coinswarm demo summary" in summary.render()
     assert summary.data_docs is not None and summary.data_docs.is_file()
