@@ -57,3 +57,22 @@ def test_evaluate_refuses_an_empty_folder_and_a_bad_config(tmp_path: Path) -> No
     bad = tmp_path / "bad.yaml"
     bad.write_text("quorum: 0\n")
     assert main(["evaluate", "--config", str(bad), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_evaluate_memory_ab_runs_each_file_with_and_without_memory(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    assert main(["evaluate", "--data-dir", str(data_dir), "--out", str(out), "--memory-ab"]) == 0
+    report = json.loads((out / "memory_ab.json").read_text())
+    runs = {run["dataset"]: run for run in report["runs"]}
+    assert set(runs) == {"binance-BTCUSDT-1d-2017-2018.csv", "binance-ETHBTC-5m-2018-01.csv"}
+    for name, run in runs.items():
+        with_memory, without = run["with_memory"], run["without_memory"]
+        assert with_memory["memory"]["outcomes"]["committed"] > 0, name
+        assert without["memory"] is None, name  # B really ran without memory
+        metrics = json.loads((out / Path(name).stem / "metrics.json").read_text())
+        assert with_memory["total_return"] == metrics["strategy"]["total_return"]
+    table = (out / "memory_ab.md").read_text()
+    assert "| binance-ETHBTC-5m-2018-01.csv |" in table
+    assert "Memory raised the return on" in table
