@@ -435,6 +435,17 @@ def measure_retrieval(
 
         return run
 
+    searchers = {ef: store.searcher(namespace, ef_search=ef) for ef in efs}
+
+    def searcher_path(ef: int) -> Callable[[np.ndarray], np.ndarray]:
+        search = searchers[ef]
+
+        def run(q: np.ndarray) -> np.ndarray:
+            found = search(q.tolist(), K)
+            return np.array([int(key[plen:]) for key, _ in found], dtype=np.int64)
+
+        return run
+
     def raw_path(ef: int) -> Callable[[np.ndarray], np.ndarray]:
         cursor = raws[ef].cursor()
 
@@ -450,6 +461,7 @@ def measure_retrieval(
     for ef in efs:
         if not iterative:
             methods.append(("PostgresMemoryStore.nearest", ef, store_path(ef)))
+            methods.append(("PostgresMemoryStore.searcher", ef, searcher_path(ef)))
         raw_name = "raw psycopg, iterative_scan" if iterative else "raw psycopg prepared"
         methods.append((raw_name, ef, raw_path(ef)))
     try:
@@ -480,6 +492,8 @@ def measure_retrieval(
     finally:
         for raw in raws.values():
             raw.close()
+        for search in searchers.values():
+            search.close()
     base50, base99 = (float(np.percentile(latencies[0], p)) * 1e3 for p in (50, 99))
     results = []
     for m, (name, ef, _) in enumerate(methods):

@@ -95,6 +95,10 @@ _PATTERNS = sa.text(
 _VOTES = sa.text(
     "select validator, approve, reason from memory.votes where key = :key order by validator"
 )
+_SEARCH_SETTINGS = sa.text(
+    "select set_config('hnsw.ef_search', :ef_search, true), "
+    "set_config('hnsw.iterative_scan', 'strict_order', true)"
+)
 _NEAREST = sa.text(
     """
     select key, embedding <-> cast(:query as vector) as distance
@@ -333,14 +337,26 @@ class PostgresMemoryStore:
         *,
         ef_search: int | None = None,
     ) -> list[tuple[str, float]]:
-        """The ``k`` nearest memories by pgvector's HNSW index: ``(key, distance)``."""
+        """The ``k`` nearest memories of ``namespace`` by pgvector's HNSW index, nearest first.
+
+        The namespace filter applies after the index scan, so with several namespaces in the
+        table a plain scan of ``ef_search`` candidates can return fewer than ``k`` rows;
+        ``hnsw.iterative_scan = strict_order`` (pgvector 0.8) keeps scanning until ``k`` match,
+        in exact distance order.
+        """
         with self.engine.begin() as conn:
-            if ef_search is not None:
-                conn.execute(sa.text(f"set local hnsw.ef_search = {int(ef_search)}"))
+            conn.execute(
+                _SEARCH_SETTINGS, {"ef_search": str(int(ef_search)) if ef_search else "40"}
+            )
             rows = conn.execute(
                 _NEAREST, {"namespace": namespace, "query": vector_literal(query), "k": k}
             ).all()
         return [(key, float(distance)) for key, distance in rows]
+
+    def searcher(self, namespace: str, *, ef_search: int = 40) -> NearestSearch:
+        """A kept connection for many nearest-state queries (``nearest`` pays a pool checkout,
+        a transaction and the settings on every call)."""
+        return NearestSearch(self.engine, namespace, ef_search=ef_search)
 
     def statistics(self, namespace: str) -> dict[str, Any]:
         """Counts of one namespace for the memory asset's metadata."""
@@ -371,3 +387,56 @@ _LIVE = sa.text(
     "select count(*), min(matured_at), max(matured_at) from memory.memories "
     "where namespace = :namespace"
 )
+
+
+_NEAREST_RAW = (
+    "select key, embedding <-> %s::vector as distance from memory.memories "
+    "where namespace = %s order by embedding <-> %s::vector limit %s"
+)
+
+
+class NearestSearch:
+    """Repeated HNSW queries over one pooled psycopg connection, with a prepared statement.
+
+    The search settings are set once for the session (``ef_search``; ``iterative_scan =
+    strict_order`` so a namespace filter never returns fewer than ``k``) and reset when the
+    connection goes back to the pool on ``close``. Use it as a context manager.
+    """
+
+    def __init__(self, engine: sa.Engine, namespace: str, *, ef_search: int = 40) -> None:
+        if ef_search < 1:
+            raise ValueError(f"ef_search must be >= 1, got {ef_search}")
+        self.namespace = namespace
+        self._pooled = engine.raw_connection()
+        self._conn = self._pooled.driver_connection
+        self._conn.commit()
+        self._conn.autocommit = True
+        self._conn.execute(
+            "select set_config('hnsw.ef_search', %s, false), "
+            "set_config('hnsw.iterative_scan', 'strict_order', false)",
+            (str(int(ef_search)),),
+        )
+
+    def __call__(self, query: Sequence[float], k: int = 10) -> list[tuple[str, float]]:
+        vector = vector_literal(query)
+        rows = self._conn.execute(
+            _NEAREST_RAW, (vector, self.namespace, vector, k), prepare=True
+        ).fetchall()
+        return [(key, float(distance)) for key, distance in rows]
+
+    def close(self) -> None:
+        if self._conn is None:
+            return
+        try:
+            self._conn.execute("reset hnsw.ef_search")
+            self._conn.execute("reset hnsw.iterative_scan")
+            self._conn.autocommit = False
+        finally:
+            self._pooled.close()  # back to the pool
+            self._conn = None
+
+    def __enter__(self) -> NearestSearch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -210,6 +210,8 @@ def test_hnsw_search_agrees_with_exact_search(store: PostgresMemoryStore) -> Non
         found = store.nearest("test", query, 10, ef_search=100)
         assert len(found) == 10
         assert [d for _, d in found] == sorted(d for _, d in found)
+        with store.searcher("test", ef_search=100) as search:
+            assert search(query, 10) == found
         hits += len(truth & {key for key, _ in found})
         total += 10
     assert hits / total >= 0.95
@@ -225,3 +227,25 @@ def test_hnsw_search_agrees_with_exact_search(store: PostgresMemoryStore) -> Non
             ).scalars()
         )
     assert "memories_embedding_hnsw_idx" in plan
+
+
+def test_hnsw_search_finds_k_within_a_small_namespace(pg_url: str) -> None:
+    """Another namespace fills most of the table: the filter must not starve the index scan.
+    (Sequential scans and the namespace index are off so this small table is searched through
+    HNSW, as a large one is.)"""
+    engine = sa.create_engine(
+        pg_url, connect_args={"options": "-c timezone=UTC -c enable_seqscan=off"}
+    )
+    with engine.begin() as conn:
+        conn.execute(sa.text("drop index memory.memories_namespace_matured_idx"))
+    store = PostgresMemoryStore(engine)
+    for proposal in proposals(1500, seed=13, namespace="big"):
+        propose(store, Quorum.default(1), proposal)
+    small = proposals(40, seed=14, namespace="small")
+    for proposal in small:
+        propose(store, Quorum.default(1), proposal)
+    exact = ExactIndex(store.committed("small"))
+    query = np.random.default_rng(15).uniform(-1, 1, STATE_DIM)
+    found = store.nearest("small", query, 10, ef_search=10)
+    assert [key for key, _ in found] == [m.key for m, _ in exact.search(query, 10)]
+    engine.dispose()
