@@ -16,7 +16,8 @@ scan, and memory commits per second through the quorum against plain INSERTs, in
    Per query, the methods take turns, in an order rotated from query to query: the exact numpy
    scan (float32 matrix, squared L2 from dot products, ``argpartition``; one BLAS thread, as one
    PostgreSQL backend serves one query), ``PostgresMemoryStore.nearest(namespace, query, k=10,
-   ef_search=...)``, and a raw psycopg prepared ``select key ... order by embedding <-> %s::vector
+   ef_search=...)`` (a pool checkout and a transaction per call), ``PostgresMemoryStore.searcher``
+   (one kept connection, a prepared statement), and a raw psycopg prepared ``select key ... order by embedding <-> %s::vector
    limit 10`` on an autocommit connection with ``hnsw.ef_search`` set for the session, for
    ef_search 40 (pgvector's default) and ``--ef-high``. P50/P99 latency, and recall@10 two ways,
    both tie-aware (a returned row counts if its float64 distance is within the 10th one):
@@ -26,8 +27,10 @@ scan, and memory commits per second through the quorum against plain INSERTs, in
    used. A CHECKPOINT after each build keeps the load's writes out of the timed queries.
 
    Then (largest size, ``--filter-fraction``): a second namespace holding that fraction of N
-   rows is added, and queries restricted to it show what ``nearest``'s ``where namespace = ...``
-   does when the planner still picks the HNSW index (pgvector filters after the index scan).
+   rows is added, and queries restricted to it show what a ``where namespace = ...`` filter does
+   when the planner still picks the HNSW index: pgvector filters after the index scan, so the
+   raw query returns fewer than 10 rows; the store's paths set ``hnsw.iterative_scan =
+   strict_order`` and return all 10.
 
 2. Commits. ``trading.memory.quorum.propose(PostgresMemoryStore(engine), Quorum.default(2), p)``
    for ``--commits`` real proposals (the same states, a trend-following side, the realised
