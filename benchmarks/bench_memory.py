@@ -16,9 +16,10 @@ scan, and memory commits per second through the quorum against plain INSERTs, in
    Per query, the methods take turns, in an order rotated from query to query: the exact numpy
    scan (float32 matrix, squared L2 from dot products, ``argpartition``; one BLAS thread, as one
    PostgreSQL backend serves one query), ``PostgresMemoryStore.nearest(namespace, query, k=10,
-   ef_search=...)`` (a pool checkout and a transaction per call), ``PostgresMemoryStore.searcher``
-   (one kept connection, a prepared statement), and a raw psycopg prepared ``select key ... order by embedding <-> %s::vector
-   limit 10`` on an autocommit connection with ``hnsw.ef_search`` set for the session, for
+   ef_search=...)`` (a pool checkout and a transaction per call),
+   ``PostgresMemoryStore.searcher`` (one kept connection, a prepared statement), and a raw
+   psycopg prepared ``select key ... order by embedding <-> %s::vector limit 10`` on an
+   autocommit connection with ``hnsw.ef_search`` set for the session, for
    ef_search 40 (pgvector's default) and ``--ef-high``. P50/P99 latency, and recall@10 two ways,
    both tie-aware (a returned row counts if its float64 distance is within the 10th one):
    against the numpy baseline's results, and against a float64 scan of every row (untimed), which
