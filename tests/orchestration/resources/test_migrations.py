@@ -74,7 +74,7 @@ CONTRACT: dict[str, set[str]] = {
     },
     "trading.decisions": {
         "symbol", "ts", "partition_date", "direction", "confidence", "regime", "votes",
-        "outcome", "reason",
+        "outcome", "reason", "decided_under", "memory_scale",
     },
     "trading.orders": {
         "client_order_id", "partition_date", "ts", "symbol", "side", "quantity", "order_type",
@@ -91,6 +91,20 @@ CONTRACT: dict[str, set[str]] = {
     "trading.pnl": {
         "partition_date", "cash", "equity", "realized_pnl", "unrealized_pnl", "fees",
         "gross_exposure", "net_exposure", "risk_state", "peak_equity",
+    },
+    "memory.proposals": {
+        "key", "namespace", "symbol", "ts", "matured_at", "horizon_bars", "regime", "signature",
+        "direction", "confidence", "risk_state", "realised_return", "status", "recorded_at",
+    },
+    "memory.votes": {"key", "validator", "approve", "reason"},
+    "memory.memories": {
+        "key", "namespace", "symbol", "ts", "matured_at", "horizon_bars", "regime", "signature",
+        "embedding", "direction", "confidence", "risk_state", "vol_short", "realised_return",
+        "votes",
+    },
+    "memory.patterns": {
+        "namespace", "regime", "signature", "count", "decided", "hits", "sum_return",
+        "sum_sq_return", "sum_signed_return", "first_seen", "last_seen",
     },
 }  # fmt: skip
 
@@ -112,7 +126,7 @@ def empty_db_url(pg_server_url: str):  # noqa: ANN201
 def _columns(engine: sa.Engine) -> dict[str, set[str]]:
     inspector = sa.inspect(engine)
     found: dict[str, set[str]] = {}
-    for schema in ("raw", "signals", "trading", "analytics"):
+    for schema in ("raw", "signals", "trading", "analytics", "memory"):
         if schema not in inspector.get_schema_names():
             continue
         for table in inspector.get_table_names(schema=schema):
