@@ -165,13 +165,16 @@ class RiskGate:
         self._halted_today: str | None = None
         self._drawdown_halt: str | None = None
         self._killed: str | None = None
+        self._reduce_only: str | None = None
         self._peak_equity: float | None = None
         self._state = RiskState.ACTIVE
 
     @property
     def state(self) -> RiskState:
         halted = self._killed or self._halted_today or self._drawdown_halt
-        return RiskState.HALTED if halted else self._state
+        if halted:
+            return RiskState.HALTED
+        return RiskState.REDUCING if self._reduce_only else self._state
 
     @property
     def halt_reason(self) -> str | None:
@@ -222,6 +225,16 @@ class RiskGate:
     def reset_kill_switch(self) -> None:
         self._killed = None
         logger.warning("risk gate kill switch reset")
+
+    def reduce_only(self, reason: str) -> None:
+        """Allow only exposure-reducing orders until ``release_reduce_only``, whatever the day
+        and the loss (a live run starts this way). A halt still overrides it."""
+        self._reduce_only = reason
+        logger.warning("risk gate reduce-only: %s", reason)
+
+    def release_reduce_only(self) -> None:
+        self._reduce_only = None
+        logger.warning("risk gate reduce-only released")
 
     def reset_drawdown_halt(self, equity: float) -> None:
         """A human has looked: lift the drawdown halt and measure drawdowns from ``equity``."""

@@ -7,8 +7,8 @@ no value is ever echoed back.
 
 Operating rules for a live run:
 
-* Start the risk gate in REDUCING (``start_day_reducing``): on its first live day the account
-  may only reduce exposure, so a wiring mistake can sell but cannot build a position.
+* Start the risk gate in REDUCING (``RiskGate.reduce_only``): until a human releases it, the
+  account may only reduce exposure, so a wiring mistake can sell but cannot build a position.
 * The kill switch stops new orders. The broker asks its ``killed`` callable before every
   submit and again just before it places an order; ``risk_gate_kill_switch`` makes that callable
   from a ``RiskGate``, true while the gate is HALTED (kill switch, daily-loss or drawdown halt).
@@ -35,7 +35,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote
@@ -60,7 +60,6 @@ from pydantic import (
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from trading.domain import Bar, Fill, Order, Side, split_symbol
-from trading.portfolio import Portfolio
 from trading.risk import RiskGate, RiskState
 
 logger = logging.getLogger(__name__)
@@ -763,7 +762,7 @@ class CoinbaseLiveBroker:
     """The ``Broker`` protocol against Coinbase Advanced Trade, with real money.
 
     Build it through ``build_live_broker``, which enforces the live switches; start the risk
-    gate in REDUCING (``start_day_reducing``) and pass ``risk_gate_kill_switch(gate)`` as
+    gate in REDUCING (``RiskGate.reduce_only``) and pass ``risk_gate_kill_switch(gate)`` as
     ``killed`` so the kill switch stops new orders. ``submit`` refuses with ``TradingHalted``
     while ``killed()`` is true, before any request is made.
 
@@ -1035,49 +1034,6 @@ def risk_gate_kill_switch(
     return killed
 
 
-def start_day_reducing(
-    gate: RiskGate,
-    portfolio: Portfolio,
-    prices: Mapping[str, float],
-    day: date,
-    *,
-    peak_equity: float | None = None,
-) -> RiskState:
-    """Open ``day`` on ``gate`` in REDUCING, as a live run must start: only sells pass.
-
-    The gate derives REDUCING from the daily loss, so this opens the day (``start_day``) at a
-    baseline that puts the current equity halfway between the REDUCING threshold and the daily
-    loss limit (and below the drawdown limit), then ``refresh``-es. Consequences, on purpose:
-    a further loss of about a quarter of the daily limit halts the gate for the day, and the
-    raised baseline also raises the peak the drawdown is measured from. The next ``start_day``
-    returns the gate to ACTIVE. Call it before anything else opens ``day``: a second
-    ``start_day`` for the same day is a no-op in the gate, so this raises instead.
-    """
-    if isinstance(day, datetime):
-        day = day.astimezone(UTC).date()
-    if gate.day is not None and gate.day >= day:
-        raise RuntimeError(
-            f"the risk gate already opened {gate.day}; start_day_reducing must open the day"
-        )
-    limits = gate.limits
-    reducing_at = limits.reducing_at_loss_fraction * limits.max_daily_loss_fraction
-    loss = (reducing_at + limits.max_daily_loss_fraction) / 2.0
-    if limits.max_drawdown_fraction is not None:
-        if limits.max_drawdown_fraction <= reducing_at:
-            raise ValueError(
-                f"max_drawdown_fraction {limits.max_drawdown_fraction} is at or below the "
-                f"REDUCING threshold {reducing_at}: the gate cannot be REDUCING without halting"
-            )
-        loss = min(loss, (reducing_at + limits.max_drawdown_fraction) / 2.0)
-    equity = portfolio.equity(prices)
-    gate.start_day(equity / (1.0 - loss), day, peak_equity=peak_equity)
-    state = gate.refresh(portfolio, prices)
-    if state is RiskState.ACTIVE:
-        raise RuntimeError("the risk gate did not enter REDUCING")
-    logger.warning("risk gate opened %s in %s for live trading", day, state.value)
-    return state
-
-
 def build_live_broker(
     env: Mapping[str, str],
     *,
@@ -1092,7 +1048,7 @@ def build_live_broker(
     """The live broker, or ``LiveTradingRefused`` naming what is missing.
 
     Refuses unless ``COINSWARM_LIVE_TRADING=1`` and ``COINSWARM_LIVE_CONFIRM`` is the exact
-    phrase, unless ``risk_gate`` is already REDUCING or HALTED (``start_day_reducing``), and
+    phrase, unless ``risk_gate`` is already REDUCING or HALTED (``RiskGate.reduce_only``), and
     unless ``COINBASE_API_KEY_NAME`` / ``COINBASE_API_PRIVATE_KEY`` hold a valid key. The broker
     refuses every submit while the gate is HALTED or ``killed()`` is true. No request is made
     here.
@@ -1101,7 +1057,7 @@ def build_live_broker(
     if risk_gate.state is RiskState.ACTIVE:
         raise LiveTradingRefused(
             "live trading refused: the risk gate is ACTIVE; a live run starts in REDUCING "
-            "(call start_day_reducing first)"
+            "(call RiskGate.reduce_only first)"
         )
     credentials = CoinbaseCredentials.from_env(env)
     client = CoinbaseAdvancedClient(credentials, base_url=base_url, timeout=timeout, retry=retry)

@@ -108,6 +108,7 @@ class MemoryBook:
         self._advised = 0
         self._scaled_down = 0
         self._scale_sum = 0.0
+        self._last_state: tuple[tuple[str, datetime], tuple[float, ...] | None] | None = None
 
     # -- the path of a decision ---------------------------------------------------------------
 
@@ -132,6 +133,10 @@ class MemoryBook:
     def advise(self, snapshot: MarketSnapshot, proposal: Proposal) -> tuple[Proposal, Evidence]:
         """The proposal with its scale lowered by contrary evidence (unchanged otherwise)."""
         evidence = self.evidence(snapshot, proposal)
+        if evidence.t_stat is not None:  # the evidence had support: count what it did
+            self._advised += 1
+            self._scale_sum += evidence.scale
+            self._scaled_down += evidence.scale < 1.0
         if evidence.scale >= proposal.scale:
             return proposal, evidence
         return proposal.model_copy(update={"scale": evidence.scale}), evidence
@@ -168,8 +173,7 @@ class MemoryBook:
         settings = self.config.evidence
         if side == 0 or not settings.enabled or len(self.index) == 0:
             return Evidence(1.0, 0.0, None, None, 0)
-        bar = snapshot.bar
-        embedding = state_embedding(snapshot.features, bar.close, bar.high, bar.low)
+        embedding = self._state(snapshot)
         if embedding is None:
             return Evidence(1.0, 0.0, None, None, 0)
         recalled = self.recall(embedding, settings.k, snapshot.ts)
@@ -190,9 +194,6 @@ class MemoryBook:
         else:
             t_stat = edge / standard_error
         scale = 1.0 if t_stat >= 0 else max(settings.floor, 1.0 + t_stat / settings.t_full)
-        self._advised += 1
-        self._scale_sum += scale
-        self._scaled_down += scale < 1.0
         return Evidence(scale, support, mean, t_stat, len(recalled))
 
     # -- summaries ----------------------------------------------------------------------------
@@ -214,6 +215,16 @@ class MemoryBook:
         }
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _state(self, snapshot: MarketSnapshot) -> tuple[float, ...] | None:
+        """The snapshot's state embedding; the last one is kept, since a decision asks for its
+        evidence and is then remembered with the same state."""
+        key = (snapshot.symbol, snapshot.ts)
+        if self._last_state is None or self._last_state[0] != key:
+            bar = snapshot.bar
+            state = state_embedding(snapshot.features, bar.close, bar.high, bar.low)
+            self._last_state = (key, state)
+        return self._last_state[1]
 
     def _advance(self, snapshot: MarketSnapshot, *, propose_matured: bool) -> list[QuorumOutcome]:
         symbol = snapshot.symbol
@@ -257,7 +268,7 @@ class MemoryBook:
               votes: tuple[Vote, ...], risk_state: str) -> None:  # fmt: skip
         bar = snapshot.bar
         features = snapshot.features
-        embedding = state_embedding(features, bar.close, bar.high, bar.low)
+        embedding = self._state(snapshot)
         signature = state_signature(features, direction)
         queue = self._pending.setdefault(snapshot.symbol, deque())
         queue.append(

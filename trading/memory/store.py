@@ -177,10 +177,9 @@ class ExactIndex:
         if as_of is not None:
             distances[self._matured[:n] > _as_datetime64(as_of)] = np.inf
         k = min(k, n)
-        candidates = np.argpartition(distances, k - 1)[:k] if k < n else np.arange(n)
-        # The k-th distance may tie with points outside the partition: include every tie, then
-        # order by (distance, insertion) so the answer does not depend on argpartition's pick.
-        kth = distances[candidates].max()
+        # Every point within the k-th distance (ties included), ordered by (distance,
+        # insertion), so the answer does not depend on how a partition picks among ties.
+        kth = np.partition(distances, k - 1)[k - 1]
         candidates = np.flatnonzero(distances <= kth)
         order = np.lexsort((candidates, distances[candidates]))[:k]
         chosen = candidates[order]

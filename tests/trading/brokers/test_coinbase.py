@@ -17,7 +17,7 @@ import threading
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
@@ -49,7 +49,6 @@ from trading.brokers.coinbase import (
     build_live_broker,
     product_id_for,
     risk_gate_kill_switch,
-    start_day_reducing,
 )
 from trading.domain import Fill, Order, OrderIntent, Side
 from trading.portfolio import Portfolio
@@ -864,13 +863,13 @@ def test_a_halted_risk_gate_refuses_submit_without_any_request(
 
 
 def reducing_gate() -> RiskGate:
-    portfolio, prices = Portfolio("USD", 10_000.0), {SYMBOL: 90_000.0}
     gate = RiskGate(RiskLimits())
-    assert start_day_reducing(gate, portfolio, prices, T0.date()) is RiskState.REDUCING
+    gate.reduce_only("live trading starts reducing")
+    assert gate.state is RiskState.REDUCING
     return gate
 
 
-def test_start_day_reducing_allows_only_sells() -> None:
+def test_a_reduce_only_gate_allows_only_sells() -> None:
     portfolio, prices = Portfolio("USD", 10_000.0), {SYMBOL: 90_000.0}
     portfolio.apply_fill(
         Fill(
@@ -885,8 +884,9 @@ def test_start_day_reducing_allows_only_sells() -> None:
             liquidity="taker",
         )
     )
-    gate = RiskGate(RiskLimits())
-    assert start_day_reducing(gate, portfolio, prices, T0.date()) is RiskState.REDUCING
+    gate = reducing_gate()
+    gate.start_day(portfolio.equity(prices), T0.date())
+    assert gate.refresh(portfolio, prices) is RiskState.REDUCING
 
     def intent(side: Side) -> OrderIntent:
         return OrderIntent(
@@ -895,10 +895,16 @@ def test_start_day_reducing_allows_only_sells() -> None:
 
     assert not gate.evaluate(intent(Side.BUY), portfolio, prices, T0).approved
     assert gate.evaluate(intent(Side.SELL), portfolio, prices, T0).approved
-    gate.start_day(portfolio.equity(prices), T0.date())  # the session's own call: a no-op
-    assert gate.refresh(portfolio, prices) is RiskState.REDUCING
-    with pytest.raises(RuntimeError, match="already opened"):
-        start_day_reducing(gate, portfolio, prices, T0.date())
+    gate.start_day(portfolio.equity(prices), T0.date() + timedelta(days=1))  # a new day
+    assert gate.refresh(portfolio, prices) is RiskState.REDUCING  # still, until released
+    gate.kill("stop")
+    assert gate.state is RiskState.HALTED  # a halt overrides it
+    gate.reset_kill_switch()
+    gate.release_reduce_only()
+    assert gate.refresh(portfolio, prices) is RiskState.ACTIVE
+    next_day = T0 + timedelta(days=1)
+    buy = intent(Side.BUY).model_copy(update={"ts": next_day})
+    assert gate.evaluate(buy, portfolio, prices, next_day).approved
 
 
 LIVE_ENV = {"COINSWARM_LIVE_TRADING": "1", "COINSWARM_LIVE_CONFIRM": LIVE_CONFIRM_PHRASE}
