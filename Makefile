@@ -9,8 +9,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 export COINSWARM_HOME ?= $(CURDIR)/.coinswarm
 export DAGSTER_HOME ?= $(COINSWARM_HOME)/dagster
-# Debian packages of the real servers the integration tests start (InfluxDB 1.6.7 for the tick store).
-TEST_DEBS := influxdb nats-server
+# Debian packages the integration tests run: real servers (InfluxDB 1.6.7 for the tick store,
+# NATS, Prometheus) and docker-compose, which validates docker-compose.yml without an engine.
+TEST_DEBS := influxdb nats-server prometheus docker-compose
 
 .PHONY: setup demo ui test test-fast system-deps lint stop clean
 

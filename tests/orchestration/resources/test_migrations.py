@@ -106,6 +106,15 @@ CONTRACT: dict[str, set[str]] = {
         "namespace", "regime", "signature", "count", "decided", "hits", "sum_return",
         "sum_sq_return", "sum_signed_return", "first_seen", "last_seen",
     },
+    "trading.control": {
+        "id", "paused", "pause_reason", "kill_switch", "kill_reason", "live_released",
+        "updated_at", "updated_by",
+    },
+    "trading.control_events": {"id", "ts", "actor", "action", "reason"},
+    "trading.order_proposals": {
+        "id", "ts", "actor", "symbol", "side", "quantity", "reference_price", "approved",
+        "approved_quantity", "risk_state", "reason",
+    },
 }  # fmt: skip
 
 
