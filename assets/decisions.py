@@ -23,6 +23,7 @@ from orchestration.memory_store import PostgresMemoryStore
 from orchestration.partitions import daily_partitions
 from orchestration.resources.committee import CommitteeConfigResource
 from orchestration.resources.postgres import PostgresStoreResource
+from orchestration.trading_control import TradingControl
 from trading.config import build_session
 from trading.domain import Fill, MarketSnapshot, Vote
 from trading.features import FEATURE_COLUMNS
@@ -197,6 +198,12 @@ def trading_session(
     config = committee.load()
     engine = postgres.get_engine()
     with engine.connect() as conn:
+        control = TradingControl(engine).status_in(conn)
+        if not control.trading_allowed:
+            raise dg.Failure(
+                description=f"{day} not traded: {control.stopped_reason}",
+                allow_retries=False,
+            )
         untraded = conn.execute(
             _UNTRADED_EARLIER_DAY, {"start": window.start, "day": day}
         ).scalar_one()

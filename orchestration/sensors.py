@@ -1,12 +1,17 @@
 """The fresh-signals sensor: launches the trading job when a day's features and regime land.
 
 An imperative sensor (not declarative automation) because trading has side effects: it needs one
-run key per partition, so a day is traded once, and an off switch in the UI.
+run key per partition, so a day is traded once, and an off switch in the UI. It also obeys the
+operator's switches in ``trading.control`` (orchestration/trading_control.py): while trading is
+paused or the kill switch is engaged it requests nothing and keeps its cursor, so the days that
+landed meanwhile are requested, in order, once trading is allowed again.
 """
 
 import dagster as dg
 
 from orchestration.jobs import trading_job
+from orchestration.resources.postgres import PostgresStoreResource
+from orchestration.trading_control import TradingControl
 
 FEATURES_KEY = dg.AssetKey(["signals", "features"])
 REGIME_KEY = dg.AssetKey(["signals", "regime"])
@@ -31,8 +36,11 @@ def build_fresh_signals_sensor(running: bool) -> dg.MultiAssetSensorDefinition:
         ),
     )
     def fresh_signals_sensor(
-        context: dg.MultiAssetSensorEvaluationContext,
+        context: dg.MultiAssetSensorEvaluationContext, postgres: PostgresStoreResource
     ) -> list[dg.RunRequest] | dg.SkipReason:
+        status = TradingControl(postgres.get_engine()).status()
+        if not status.trading_allowed:
+            return dg.SkipReason(status.stopped_reason)
         by_partition = context.latest_materialization_records_by_partition_and_asset()
         requests = []
         for partition_key in sorted(by_partition):

@@ -54,6 +54,21 @@ class ControlStatus(BaseModel):
     def trading_allowed(self) -> bool:
         return not (self.paused or self.kill_switch)
 
+    @property
+    def stopped_reason(self) -> str | None:
+        """Why no day may be traded now, naming who stopped it and how to undo it."""
+        if self.kill_switch:
+            return (
+                f"kill switch engaged by {self.updated_by}: {self.kill_reason} "
+                "(a human resets it: coinswarm control reset-kill-switch --reason ...)"
+            )
+        if self.paused:
+            return (
+                f"trading paused by {self.updated_by}: {self.pause_reason} "
+                "(coinswarm control resume --reason ..., or the MCP tool resume_trading)"
+            )
+        return None
+
 
 class ControlEvent(BaseModel):
     model_config = ConfigDict(frozen=True)

@@ -191,3 +191,20 @@ class EmbeddedPostgresResource(PostgresStoreResource):
 
     def _describe(self) -> str:
         return f"embedded at {self._data_path()}"
+
+
+POSTGRES_URL_VAR = "COINSWARM_POSTGRES_URL"
+
+
+def deployment_postgres() -> PostgresStoreResource:
+    """The current deployment's database outside a Dagster run (the CLI's operator commands,
+    the MCP server, the metrics exporter): prod reads ``COINSWARM_POSTGRES_URL`` from the
+    environment, local starts the embedded server under ``coinswarm_home()``. Both migrate."""
+    from orchestration.deployment import Deployment, current_deployment
+
+    if current_deployment() is Deployment.PROD:
+        url = os.environ.get(POSTGRES_URL_VAR)
+        if not url:
+            raise ValueError(f"{POSTGRES_URL_VAR} is not set (the prod deployment needs it)")
+        return PostgresResource(url=url, apply_migrations=True)
+    return EmbeddedPostgresResource(data_dir=str(coinswarm_home() / POSTGRES_DIR_NAME))

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from cli.demo import COUNTED_TABLES, run_demo
 from orchestration.resources.replay import BinanceReplayClient
+from orchestration.trading_control import TradingControl
 from trading.config import load_committee_config
 from trading.domain import Fill
 from trading.portfolio import Portfolio
@@ -150,7 +151,7 @@ def test_bad_candle_blocks_only_its_partition(
     assert "high >= low" in str(evaluations[0].metadata)
 
 
-def test_days_are_traded_in_order(make_defs, instance) -> None:
+def test_days_are_traded_in_order_and_not_while_paused(make_defs, instance, pg_engine) -> None:
     defs = make_defs()
     pipeline = defs.resolve_job_def("daily_pipeline_job")
     for day in DAYS[:2]:
@@ -164,6 +165,19 @@ def test_days_are_traded_in_order(make_defs, instance) -> None:
     assert not out_of_order.success
     failure = out_of_order.get_step_failure_events()[0].step_failure_data.error
     assert f"{DAYS[0]} has signals but has not been traded" in failure.message
+
+    # An operator's pause stops a run started by hand too, and it writes nothing.
+    control = TradingControl(pg_engine)
+    control.pause("checking a venue outage", actor="ops")
+    paused = trading.execute_in_process(
+        partition_key=DAYS[0], instance=instance, raise_on_error=False
+    )
+    assert not paused.success
+    failure = paused.get_step_failure_events()[0].step_failure_data.error
+    assert "trading paused by ops: checking a venue outage" in failure.message
+    assert _counts(pg_engine)["trading.decisions"] == 0
+    control.resume("outage over", actor="ops")
+
     assert trading.execute_in_process(partition_key=DAYS[0], instance=instance).success
     assert trading.execute_in_process(partition_key=DAYS[1], instance=instance).success
 

@@ -2,11 +2,14 @@
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 
 from assets.ingest.registry import CANDLE_FEEDS, DOCUMENT_FEEDS, FEEDS
 from orchestration.definitions import build_definitions
 from orchestration.deployment import Deployment, current_deployment
+from orchestration.resources.postgres import PostgresResource
 from orchestration.sensors import FEATURES_KEY, REGIME_KEY, trading_run_key
+from orchestration.trading_control import TradingControl
 
 PROD_ENV = {
     "COINSWARM_POSTGRES_URL": "postgresql+psycopg://u:pw@db.example:5432/coinswarm",
@@ -159,8 +162,21 @@ def _materialize_signal(instance: dg.DagsterInstance, key: dg.AssetKey, partitio
     instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=partition))
 
 
+def _sensor_context(
+    instance: dg.DagsterInstance, defs: dg.Definitions, pg_url: str, cursor: str | None = None
+) -> dg.MultiAssetSensorEvaluationContext:
+    return dg.build_multi_asset_sensor_context(
+        monitored_assets=[FEATURES_KEY, REGIME_KEY],
+        instance=instance,
+        definitions=defs,
+        cursor=cursor,
+        resources={"postgres": PostgresResource(url=pg_url)},
+    )
+
+
+@pytest.mark.integration
 def test_sensor_requests_one_run_per_partition_once_both_signals_land(
-    local_defs: dg.Definitions,
+    local_defs: dg.Definitions, pg_url: str
 ) -> None:
     sensor = local_defs.resolve_sensor_def("fresh_signals_sensor")
     with dg.DagsterInstance.ephemeral() as instance:
@@ -170,10 +186,7 @@ def test_sensor_requests_one_run_per_partition_once_both_signals_land(
         _materialize_signal(instance, REGIME_KEY, "2018-01-10")
         _materialize_signal(instance, FEATURES_KEY, "2018-01-12")  # regime not yet landed
 
-        context = dg.build_multi_asset_sensor_context(
-            monitored_assets=[FEATURES_KEY, REGIME_KEY], instance=instance, definitions=local_defs
-        )
-        requests = sensor(context)
+        requests = sensor(_sensor_context(instance, local_defs, pg_url))
 
     assert [r.partition_key for r in requests] == ["2018-01-10", "2018-01-11"]
     assert [r.run_key for r in requests] == [
@@ -181,11 +194,40 @@ def test_sensor_requests_one_run_per_partition_once_both_signals_land(
     ]
 
 
-def test_sensor_skips_when_nothing_is_fresh(local_defs: dg.Definitions) -> None:
+@pytest.mark.integration
+def test_sensor_skips_when_nothing_is_fresh(local_defs: dg.Definitions, pg_url: str) -> None:
     sensor = local_defs.resolve_sensor_def("fresh_signals_sensor")
     with dg.DagsterInstance.ephemeral() as instance:
-        context = dg.build_multi_asset_sensor_context(
-            monitored_assets=[FEATURES_KEY, REGIME_KEY], instance=instance, definitions=local_defs
-        )
-        result = sensor(context)
+        result = sensor(_sensor_context(instance, local_defs, pg_url))
     assert isinstance(result, dg.SkipReason)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("switch", ["pause", "kill"])
+def test_sensor_requests_nothing_while_trading_is_stopped_and_catches_up_after(
+    local_defs: dg.Definitions, pg_url: str, pg_engine: sa.Engine, switch: str
+) -> None:
+    control = TradingControl(pg_engine)
+    if switch == "pause":
+        control.pause("exchange maintenance", actor="ops")
+    else:
+        control.engage_kill_switch("runaway orders", actor="ops")
+    sensor = local_defs.resolve_sensor_def("fresh_signals_sensor")
+    with dg.DagsterInstance.ephemeral() as instance:
+        for partition in ("2018-01-10", "2018-01-11"):
+            _materialize_signal(instance, FEATURES_KEY, partition)
+            _materialize_signal(instance, REGIME_KEY, partition)
+        context = _sensor_context(instance, local_defs, pg_url)
+        stopped = sensor(context)
+        assert isinstance(stopped, dg.SkipReason)
+        assert "ops" in stopped.skip_message
+        assert ("exchange maintenance" if switch == "pause" else "runaway orders") in (
+            stopped.skip_message
+        )
+
+        if switch == "pause":
+            control.resume("maintenance over", actor="ops")
+        else:
+            control.reset_kill_switch("cause fixed", actor="ops")
+        requests = sensor(_sensor_context(instance, local_defs, pg_url, context.cursor))
+    assert [r.partition_key for r in requests] == ["2018-01-10", "2018-01-11"]
