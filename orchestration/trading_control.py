@@ -139,7 +139,7 @@ class TradingControl:
         if status.kill_switch:
             gate.kill(f"kill switch engaged by {status.updated_by}: {status.kill_reason}")
         if live and not status.live_released:
-            gate.reduce_only("live trading starts reducing until an operator releases it")
+            gate.reduce_only("live trading starts reducing (exits only) until released")
 
     def kill_switch_engaged(self) -> bool:
         """Read the kill switch now, from the database: the live broker asks this before each

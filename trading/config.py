@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from trading.agents.base import AgentSpec, build_agent
+from trading.brokers.base import Broker
 from trading.brokers.paper import PaperBroker
 from trading.committee import Committee
 from trading.execution import ExecutionEngine, Sizing
@@ -134,6 +135,8 @@ def build_session(
     portfolio: Portfolio | None = None,
     *,
     memory_store: MemoryStore | None = None,
+    broker: Broker | None = None,
+    risk_gate: RiskGate | None = None,
 ) -> TradingSession:
     """Wire agents -> committee (weights learned walk-forward under the planner's priors,
     watched by reflection) -> memory evidence -> risk gate -> execution -> paper broker.
@@ -141,7 +144,11 @@ def build_session(
     Every call builds fresh learners: their state is one pass over time. The memory is durable
     when ``memory_store`` is (the trading job passes PostgreSQL); otherwise, when the config
     enables memory, a fresh in-process store is used (a backtest starts with no memories).
+    ``broker`` replaces the paper broker (a live run passes the Coinbase broker together with
+    the ``risk_gate`` it was built against, which must enforce the config's limits).
     """
+    if risk_gate is not None and risk_gate.limits != config.risk:
+        raise CommitteeConfigError("risk_gate enforces other limits than the config's risk")
     if portfolio is None:
         portfolio = Portfolio(config.quote, config.initial_cash)
     elif portfolio.quote != config.quote:
@@ -172,12 +179,13 @@ def build_session(
         min_confidence=config.min_confidence,
         observers=observers,
     )
-    broker = PaperBroker(
-        fee_bps=config.fee_bps,
-        slippage_bps=config.slippage_bps,
-        max_participation=config.max_participation,
-    )
-    execution = ExecutionEngine(RiskGate(config.risk), broker, config.sizing)
+    if broker is None:
+        broker = PaperBroker(
+            fee_bps=config.fee_bps,
+            slippage_bps=config.slippage_bps,
+            max_participation=config.max_participation,
+        )
+    execution = ExecutionEngine(risk_gate or RiskGate(config.risk), broker, config.sizing)
     memory = None
     if config.memory.enabled:
         memory = MemoryBook(

@@ -92,3 +92,17 @@ def test_unreadable_or_malformed_files(tmp_path: Path) -> None:
 def test_build_session_refuses_a_portfolio_in_another_quote() -> None:
     with pytest.raises(CommitteeConfigError, match="quoted in USDT"):
         build_session(load_committee_config(), Portfolio("USDT", 1000.0))
+
+
+def test_build_session_takes_a_broker_and_refuses_a_gate_with_other_limits() -> None:
+    from trading.brokers.paper import PaperBroker
+    from trading.risk import RiskGate
+
+    config = load_committee_config()
+    broker = PaperBroker(fee_bps=0.0, slippage_bps=0.0)
+    gate = RiskGate(config.risk)
+    session = build_session(config, broker=broker, risk_gate=gate)
+    assert session.execution.broker is broker and session.risk_gate is gate
+    looser = config.risk.model_copy(update={"max_order_fraction": 1.0})
+    with pytest.raises(CommitteeConfigError, match="other limits"):
+        build_session(config, risk_gate=RiskGate(looser))
