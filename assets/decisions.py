@@ -249,7 +249,9 @@ def trading_session(
         session = build_session(config, portfolio=portfolio, memory_store=memory_store)
         session.prices.update(last_closes)
         replayed = session.replay(past_decisions)
-        result = session.run(snapshots, peak_equity=peak_equity)
+        # The kill switch engaged during the run halts the gate from the next bar on.
+        kill_switch = TradingControl(engine).watch(session.risk_gate, conn)
+        result = session.run(snapshots, peak_equity=peak_equity, on_step=kill_switch)
         violations = check_limits(session.portfolio, session.prices, config.risk)
         if violations:
             raise dg.Failure(

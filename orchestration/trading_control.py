@@ -146,6 +146,21 @@ class TradingControl:
         order (``risk_gate_kill_switch(gate, also=control.kill_switch_engaged)``)."""
         return self.status().kill_switch
 
+    def watch(self, gate: RiskGate, conn: sa.Connection | None = None):  # noqa: ANN201
+        """A ``TradingSession.run`` step hook that halts ``gate`` as soon as the kill switch is
+        engaged, so a run already under way places no order after the bar it is seen at. It
+        reads the switch through ``conn`` (the run's own connection, where each statement sees
+        what others committed) or a pooled one, once per bar."""
+
+        def after_bar(*_: object) -> None:
+            if gate.halt_reason is not None and gate.halt_reason.startswith("kill switch"):
+                return
+            status = self._read(conn) if conn is not None else self.status()
+            if status.kill_switch:
+                self.apply_to(gate, status)
+
+        return after_bar
+
     def _change(self, action: str, reason: str, actor: str, **values: object) -> ControlStatus:
         change = _Change(actor=actor, reason=reason)
         assignments = ", ".join(f"{name} = :{name}" for name in values)

@@ -98,3 +98,25 @@ def test_an_unmigrated_database_is_named(pg_engine: sa.Engine) -> None:
         conn.execute(sa.text("DELETE FROM trading.control"))
     with pytest.raises(RuntimeError, match="not migrated to 0009"):
         TradingControl(pg_engine).status()
+
+
+def test_a_run_under_way_halts_at_the_next_bar_once_the_switch_is_engaged(
+    pg_engine: sa.Engine, pg_url: str
+) -> None:
+    control = TradingControl(pg_engine)
+    gate = _gate()
+    portfolio = Portfolio("BTC", 1.0)
+    with pg_engine.begin() as run_conn:  # the trading run's own transaction
+        after_bar = control.watch(gate, run_conn)
+        after_bar(None, portfolio, {})
+        assert gate.state is RiskState.ACTIVE
+
+        operator = sa.create_engine(pg_url)
+        try:
+            TradingControl(operator).engage_kill_switch("stop now", actor="carol")
+        finally:
+            operator.dispose()
+
+        after_bar(None, portfolio, {})
+        assert gate.state is RiskState.HALTED
+        assert "carol" in (gate.halt_reason or "") and "stop now" in (gate.halt_reason or "")
