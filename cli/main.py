@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cli.control import add_parser as add_control
 
     add_control(sub)
+    from cli.mcp import add_parser as add_mcp
+
+    add_mcp(sub)
     return parser
 
 
