@@ -237,3 +237,69 @@ def test_the_control_cli_shows_no_password_even_when_it_cannot_connect(
         coinswarm(["control", "status"])
     assert_clean("the connection error", f"{raised.value!r} {raised.value}", secrets)
     assert_clean("logs and output", _everything_logged(caplog, capfd), secrets)
+
+
+TOOL_ARGUMENTS = {
+    "signals_and_votes": {},
+    "propose_paper_order": {"symbol": "ETH/BTC", "side": "buy", "quantity": 1.0, "reason": "scan"},
+    "run_backtest": {"datasets": ["binance-ETHBTC-5m-2018-01.csv"], "max_bars": 300},
+    "trading_status": {},
+    "pause_trading": {"reason": "scan"},
+    "resume_trading": {"reason": "scan"},
+    "engage_kill_switch": {"reason": "scan"},
+}
+
+
+def test_every_mcp_resource_and_tool_shows_no_secret(
+    planted_env: dict[str, str],
+    password_url: str,
+    secrets: list[str],
+    tmp_path,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture,
+) -> None:
+    import anyio
+    from mcp import Client
+
+    from orchestration.mcp import build_mcp_server
+    from orchestration.resources.postgres import engine_for_url
+    from orchestration.resources.replay import BUNDLED_BINANCE_DIR
+    from trading.config import load_committee_config
+
+    caplog.set_level(logging.DEBUG)
+    server = build_mcp_server(
+        engine_for_url(password_url),
+        committee_config=load_committee_config(),
+        reports_dir=tmp_path,
+        candle_interval="5m",
+        dataset_dirs=[BUNDLED_BINANCE_DIR],
+    )
+
+    async def everything() -> list[str]:
+        answers: list[str] = []
+        async with Client(server) as client:
+            resources = (await client.list_resources()).resources
+            templates = (await client.list_resource_templates()).resource_templates
+            uris = [str(r.uri) for r in resources] + [
+                re.sub(r"\{\?[^}]*\}", "", t.uri_template)
+                .replace("{symbol}", "ETH-BTC")
+                .replace("{ticker}", "BTC")
+                .replace("{name}", "default")
+                for t in templates
+            ]
+            for uri in uris:
+                try:
+                    answers.append((await client.read_resource(uri)).model_dump_json())
+                except Exception as exc:  # an empty database answers some with errors
+                    answers.append(f"{uri}: {exc!r} {exc}")
+            tools = {tool.name for tool in (await client.list_tools()).tools}
+            assert tools == set(TOOL_ARGUMENTS), tools
+            for name, arguments in TOOL_ARGUMENTS.items():
+                answers.append((await client.call_tool(name, arguments)).model_dump_json())
+        return answers
+
+    answers = anyio.run(everything)
+    assert len(answers) >= 20
+    for answer in answers:
+        assert_clean("an MCP answer", answer, secrets)
+    assert_clean("logs and output", _everything_logged(caplog, capfd), secrets)
