@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cli.stream import add_parser as add_stream
 
     add_stream(sub)
+    from cli.metrics import add_parser as add_metrics
+
+    add_metrics(sub)
     from cli.control import add_parser as add_control
 
     add_control(sub)

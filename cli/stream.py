@@ -6,7 +6,8 @@ their recorded pace or ``--as-fast-as-possible``. The store is the deployment's:
 Parquet catalog under ``$COINSWARM_HOME/ticks``, or InfluxDB in prod (``COINSWARM_INFLUX_URL``,
 ``_TOKEN``, ``_ORG``, ``_BUCKET``). Ticks are published on NATS when ``--nats-url`` or
 ``COINSWARM_NATS_URL`` is set. SIGINT/SIGTERM stop it gracefully (the buffer is flushed); a
-second signal stops it at once. It ends with one summary line.
+second signal stops it at once. It ends with one summary line. ``--metrics-port`` serves the
+service's counters on ``/metrics`` for Prometheus while it runs (see docs/observability.md).
 """
 
 from __future__ import annotations
@@ -117,6 +118,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seeds the backoff jitter")
     parser.add_argument("--quiet", action="store_true", help="log warnings and errors only")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics on this port at /metrics while streaming (compose: 9465)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address the metrics endpoint listens on (default 127.0.0.1; 0.0.0.0 in a container)",
+    )
     parser.set_defaults(func=cmd_stream)
 
 
@@ -236,6 +247,22 @@ def cmd_stream(args: argparse.Namespace) -> int:
         print(f"coinswarm stream: {exc}", file=sys.stderr)
         return EXIT_USAGE
     service = StreamService(store, config)
+    metrics_server = None
+    if args.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from orchestration.metrics import StreamCollector, exporter_registry
+
+        try:
+            metrics_server, _ = start_http_server(
+                args.metrics_port,
+                addr=args.metrics_host,
+                registry=exporter_registry(StreamCollector(service)),
+            )
+        except OSError as exc:
+            store.close()
+            print(f"coinswarm stream: --metrics-port {args.metrics_port}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     code = 0
     try:
         asyncio.run(_run(service, subscriptions, recordings, pace))
@@ -247,5 +274,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
         code = 130
     finally:
         store.close()
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
     print(service.stats.summary(), flush=True)
     return code

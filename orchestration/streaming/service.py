@@ -116,6 +116,29 @@ class Recording:
     feed: VenueFeed
 
 
+@dataclass(slots=True)
+class VenueStats:
+    """One venue's share of :class:`StreamStats`, plus when it was last heard from.
+
+    Plain integers, bumped where each message is handled; ``orchestration.metrics`` reads them
+    at scrape time (cheaper on the hot path than a prometheus-client counter per message).
+    """
+
+    messages: int = 0
+    received_bytes: int = 0
+    ticks: int = 0
+    duplicates: int = 0
+    malformed: int = 0
+    gaps: int = 0
+    missing_ids: int = 0
+    connections: int = 0
+    disconnects: int = 0
+    last_received_ns: int = 0
+    last_tick_received_ns: int = 0
+    last_event_ns: int = 0
+    """Venue time of the newest tick received (its ``ts``), to tell the receive lag."""
+
+
 @dataclass
 class StreamStats:
     messages: int = 0
@@ -133,6 +156,13 @@ class StreamStats:
         default_factory=lambda: deque(maxlen=GAP_RECORDS_KEPT), repr=False
     )
     writer: WriterStats = field(default_factory=WriterStats)
+    venues: dict[str, VenueStats] = field(default_factory=dict, repr=False)
+
+    def venue(self, name: str) -> VenueStats:
+        counts = self.venues.get(name)
+        if counts is None:
+            counts = self.venues[name] = VenueStats()
+        return counts
 
     def summary(self) -> str:
         w = self.writer
@@ -178,6 +208,15 @@ class StreamService:
         self._gaps = GapDetector()
         self._writer: BatchWriter | None = None
         self._stopping: asyncio.Event | None = None
+
+    @property
+    def pending_ticks(self) -> int:
+        """Ticks received but not yet stored and published."""
+        return self._writer.pending if self._writer is not None else 0
+
+    @property
+    def store_failing(self) -> bool:
+        return self._writer is not None and self._writer.store_failing
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -280,10 +319,18 @@ class StreamService:
         received_mono = time.perf_counter_ns()
         stats = self.stats
         stats.messages += 1
+        venue = stats.venues.get(feed.VENUE) or stats.venue(feed.VENUE)
+        venue.messages += 1
+        # str.isascii is O(1) in CPython: exact bytes without encoding the venues' ASCII JSON.
+        venue.received_bytes += (
+            len(raw) if isinstance(raw, bytes) or raw.isascii() else len(raw.encode())
+        )
+        venue.last_received_ns = received_ns
         try:
             parsed = feed.parse(raw, received_ns)
         except MalformedMessage as exc:
             stats.malformed += 1
+            venue.malformed += 1
             if stats.malformed <= MALFORMED_LOGGED_IN_FULL or stats.malformed % 1000 == 0:
                 log.warning("skipped malformed message (#%d): %s", stats.malformed, exc)
             return
@@ -301,16 +348,24 @@ class StreamService:
                 self._record_gap(gap)
         if parsed.ticks:
             remember, put = self._dedupe.add, self._writer.put  # type: ignore[union-attr]
+            duplicates_before = stats.duplicates
             for tick in parsed.ticks:
                 stats.ticks += 1
                 if remember(tick.dedupe_key):
                     put(tick, received_mono)
                 else:
                     stats.duplicates += 1
+            venue.ticks += len(parsed.ticks)
+            venue.duplicates += stats.duplicates - duplicates_before
+            venue.last_tick_received_ns = received_ns
+            venue.last_event_ns = parsed.ticks[-1].ts
 
     def _record_gap(self, gap: SequenceGap) -> None:
         self.stats.gaps += 1
         self.stats.missing_ids += gap.missing
+        venue = self.stats.venue(gap.venue)
+        venue.gaps += 1
+        venue.missing_ids += gap.missing
         self.stats.gap_records.append(gap)
         log.warning("sequence gap: %s", gap.describe())
         path = self.config.gaps_path
@@ -336,6 +391,7 @@ class StreamService:
         while not self._stopping.is_set():
             connection += 1
             self.stats.connections += 1
+            self.stats.venue(feed.VENUE).connections += 1
             received = 0
             try:
                 async with connect(
@@ -360,6 +416,7 @@ class StreamService:
             except (ConnectionClosed, InvalidHandshake, OSError, TimeoutError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
             self.stats.disconnects += 1
+            self.stats.venue(feed.VENUE).disconnects += 1
             if self._stopping.is_set():
                 return
             if config.max_connections is not None and connection >= config.max_connections:
