@@ -303,3 +303,35 @@ def test_every_mcp_resource_and_tool_shows_no_secret(
     for answer in answers:
         assert_clean("an MCP answer", answer, secrets)
     assert_clean("logs and output", _everything_logged(caplog, capfd), secrets)
+
+
+def test_the_metrics_exporter_shows_no_password_reachable_or_not(
+    planted_env: dict[str, str],
+    secrets: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture,
+) -> None:
+    from prometheus_client import generate_latest
+
+    from cli.metrics import StoreExporter, exporter_registry
+    from orchestration.deployment import Deployment
+
+    caplog.set_level(logging.DEBUG)
+    scrapes = []
+    for url in (
+        planted_env["COINSWARM_POSTGRES_URL"],
+        f"postgresql+psycopg://{SCAN_ROLE}:{DB_PASSWORD}@127.0.0.1:9/none",
+    ):
+        monkeypatch.setenv("COINSWARM_POSTGRES_URL", url)
+        exporter = StoreExporter(Deployment.PROD, mongo=False, dagster=False, budget_s=5.0)
+        try:
+            scrapes.append(generate_latest(exporter_registry(exporter.collector)).decode())
+        finally:
+            exporter.close()
+    reachable, unreachable = scrapes
+    assert 'coinswarm_scrape_success{part="postgres_trading"} 1.0' in reachable
+    assert 'coinswarm_scrape_success{part="postgres_trading"} 0.0' in unreachable
+    for scrape in scrapes:
+        assert_clean("/metrics", scrape, secrets)
+    assert_clean("logs and output", _everything_logged(caplog, capfd), secrets)
