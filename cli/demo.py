@@ -116,9 +116,14 @@ def _run_trading(
 ) -> None:
     sensor = defs.resolve_sensor_def("fresh_signals_sensor")
     context = dg.build_multi_asset_sensor_context(
-        monitored_assets=[FEATURES_KEY, REGIME_KEY], instance=instance, definitions=defs
+        monitored_assets=[FEATURES_KEY, REGIME_KEY],
+        instance=instance,
+        definitions=defs,
+        resources={"postgres": defs.resources["postgres"]},
     )
     evaluation = sensor(context)
+    if isinstance(evaluation, dg.SkipReason):
+        progress(f"the sensor requested no trading run: {evaluation.skip_message}")
     requests = evaluation if isinstance(evaluation, list) else []
     job = defs.resolve_job_def("trading_job")
     for request in requests:
