@@ -8,7 +8,6 @@ materialisation's metadata, so the UI compares configurations run to run.
 """
 
 from collections.abc import Callable
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -19,7 +18,7 @@ from assets.ingest.registry import TRADED_FEED
 from orchestration.deployment import coinswarm_home
 from orchestration.groups import BACKTEST_GROUP
 from orchestration.resources.postgres import PostgresStoreResource
-from trading.backtest.data import Dataset
+from trading.backtest.data import Dataset, datasets_by_symbol
 from trading.backtest.engine import run_backtest
 from trading.backtest.outputs import write_outputs
 from trading.config import CommitteeConfig, load_committee_config
@@ -56,16 +55,7 @@ def load_staged_datasets(postgres: PostgresStoreResource) -> list[Dataset]:
     """The traded feed's gated candles, one Dataset per pair."""
     with postgres.get_engine().connect() as conn:
         frame = pd.read_sql(_STAGED, conn, params={"interval": TRADED_FEED.interval})
-    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
-    return [
-        Dataset(
-            path=Path(f"analytics.stg_binance_ohlcv[{symbol}]"),
-            venue=TRADED_FEED.venue,
-            symbol=str(symbol),
-            frame=group.reset_index(drop=True),
-        )
-        for symbol, group in frame.groupby("symbol", sort=True)
-    ]
+    return datasets_by_symbol(frame, TRADED_FEED.venue, source="analytics.stg_binance_ohlcv")
 
 
 def _pct(value: float | None) -> str:

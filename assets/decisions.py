@@ -198,7 +198,8 @@ def trading_session(
     config = committee.load()
     engine = postgres.get_engine()
     with engine.connect() as conn:
-        control = TradingControl(engine).status_in(conn)
+        switches = TradingControl(engine)
+        control = switches.status_in(conn)
         if not control.trading_allowed:
             raise dg.Failure(
                 description=f"{day} not traded: {control.stopped_reason}",
@@ -250,7 +251,7 @@ def trading_session(
         session.prices.update(last_closes)
         replayed = session.replay(past_decisions)
         # The kill switch engaged during the run halts the gate from the next bar on.
-        kill_switch = TradingControl(engine).watch(session.risk_gate, conn)
+        kill_switch = switches.watch(session.risk_gate, conn)
         result = session.run(snapshots, peak_equity=peak_equity, on_step=kill_switch)
         violations = check_limits(session.portfolio, session.prices, config.risk)
         if violations:

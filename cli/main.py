@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
-from orchestration.deployment import coinswarm_home
+from orchestration.deployment import coinswarm_home, dagster_home
 from orchestration.partitions import DEMO_WINDOW
 
 DAGSTER_YAML = """\
@@ -30,7 +30,7 @@ concurrency:
 
 def prepare_dagster_home() -> Path:
     """Point DAGSTER_HOME at the project's local instance unless the user chose one."""
-    home = Path(os.environ.get("DAGSTER_HOME") or coinswarm_home() / "dagster")
+    home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():

@@ -25,7 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestration.deployment import Deployment, coinswarm_home, current_deployment
+from orchestration.deployment import Deployment, coinswarm_home, current_deployment, dagster_home
 from orchestration.metrics import (
     DEFAULT_SCRAPE_BUDGET_S,
     CheckRef,
@@ -40,6 +40,7 @@ from orchestration.metrics import (
     exporter_registry,
     metrics_engine,
 )
+from orchestration.resources.postgres import POSTGRES_URL_VAR
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -196,7 +197,7 @@ def _from_environment(name: str) -> str:
 
 def postgres_url_source(deployment: Deployment) -> Callable[[], str]:
     if deployment is Deployment.PROD:
-        return lambda: _from_environment("COINSWARM_POSTGRES_URL")
+        return lambda: _from_environment(POSTGRES_URL_VAR)
     from orchestration.embedded import ensure_postgres, postgres_dir, postgres_is_running
 
     def embedded() -> str:
@@ -257,10 +258,6 @@ def mongo_url_source(deployment: Deployment) -> Callable[[], str]:
         return ensure_mongo(data_dir)  # attaches to the running server
 
     return embedded
-
-
-def dagster_home() -> Path:
-    return Path(os.environ.get("DAGSTER_HOME") or coinswarm_home() / "dagster")
 
 
 class CachedInstance:

@@ -34,4 +34,9 @@ def coinswarm_home() -> Path:
     return Path(os.environ.get("COINSWARM_HOME", ".coinswarm")).resolve()
 
 
+def dagster_home() -> Path:
+    """The Dagster instance's folder: ``DAGSTER_HOME``, else ``<COINSWARM_HOME>/dagster``."""
+    return Path(os.environ.get("DAGSTER_HOME") or coinswarm_home() / "dagster")
+
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -133,13 +133,11 @@ class TradingControl:
     def withdraw_live_release(self, reason: str, actor: str) -> ControlStatus:
         return self._change("withdraw_live", reason, actor, live_released=False)
 
-    def apply_to(self, gate: RiskGate, status: ControlStatus, *, live: bool = False) -> None:
-        """Put ``gate`` in the state the switches ask for: killed while the kill switch is
-        engaged, and, for a live run, reduce-only until an operator has released it."""
+    def apply_to(self, gate: RiskGate, status: ControlStatus) -> None:
+        """Halt ``gate`` while the kill switch is engaged. (A live session's REDUCING start and
+        its release are ``open_live_session``'s, in orchestration/live.py.)"""
         if status.kill_switch:
             gate.kill(f"kill switch engaged by {status.updated_by}: {status.kill_reason}")
-        if live and not status.live_released:
-            gate.reduce_only("live trading starts reducing (exits only) until released")
 
     def kill_switch_engaged(self) -> bool:
         """Read the kill switch now, from the database: the live broker asks this before each
@@ -152,12 +150,16 @@ class TradingControl:
         reads the switch through ``conn`` (the run's own connection, where each statement sees
         what others committed) or a pooled one, once per bar."""
 
+        halted = False
+
         def after_bar(*_: object) -> None:
-            if gate.halt_reason is not None and gate.halt_reason.startswith("kill switch"):
+            nonlocal halted
+            if halted:
                 return
             status = self._read(conn) if conn is not None else self.status()
             if status.kill_switch:
                 self.apply_to(gate, status)
+                halted = True
 
         return after_bar
 

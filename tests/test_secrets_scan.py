@@ -30,7 +30,6 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from cli.main import main as coinswarm
-from orchestration.io_managers.postgres_window import PostgresWindowIOManager  # noqa: F401
 from orchestration.resources.fred import FredLiveClient
 from orchestration.resources.postgres import PostgresResource
 from orchestration.resources.replay import BinanceReplayClient
@@ -52,6 +51,8 @@ FRED_KEY = "fredPLANTEDkey0123456789abcdef0"
 NEWSAPI_KEY = "newsapiPLANTED-key-9f8e7d"
 X_TOKEN = "xPLANTED-bearer-AAAAAAAAAAAA"
 SCAN_ROLE = "secrets_scan"
+# Nothing listens on port 9: every connection through this URL fails, password and all.
+UNREACHABLE_URL = f"postgresql+psycopg://{SCAN_ROLE}:{DB_PASSWORD}@127.0.0.1:9/none"
 
 server = coinbase_fake.server
 fake = coinbase_fake.fake
@@ -111,6 +112,12 @@ def planted_env(
     return env
 
 
+@pytest.fixture(autouse=True)
+def _log_everything(caplog: pytest.LogCaptureFixture) -> None:
+    """Every part's DEBUG records too: a secret in a debug line is still a leak."""
+    caplog.set_level(logging.DEBUG)
+
+
 def assert_clean(where: str, text: str, secrets: list[str]) -> None:
     found = [s for s in secrets if s in text]
     assert not found, f"{where} shows a planted secret: {found[0][:6]}..."
@@ -137,7 +144,6 @@ def test_a_dagster_run_shows_no_secret_in_logs_metadata_or_failures(
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     echoed: list[str] = []
 
     def echoing_500(request: Request) -> Response:
@@ -195,7 +201,6 @@ def test_a_live_session_shows_no_key_in_logs_or_errors(
     from trading.domain import Proposal
     from trading.portfolio import Portfolio
 
-    caplog.set_level(logging.DEBUG)
     # The fake verifies JWTs with the module's test key; this key is another, so every request
     # is refused with 401: the error path is what must stay clean.
     config = load_committee_config().model_copy(update={"quote": "USD", "initial_cash": 1e5})
@@ -228,11 +233,9 @@ def test_the_control_cli_shows_no_password_even_when_it_cannot_connect(
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     assert coinswarm(["control", "pause", "--reason", "scan", "--actor", "scan"]) == 0
     assert coinswarm(["control", "status"]) == 0
-    unreachable = f"postgresql+psycopg://{SCAN_ROLE}:{DB_PASSWORD}@127.0.0.1:9/none"
-    monkeypatch.setenv("COINSWARM_POSTGRES_URL", unreachable)
+    monkeypatch.setenv("COINSWARM_POSTGRES_URL", UNREACHABLE_URL)
     with pytest.raises(Exception) as raised:
         coinswarm(["control", "status"])
     assert_clean("the connection error", f"{raised.value!r} {raised.value}", secrets)
@@ -266,7 +269,6 @@ def test_every_mcp_resource_and_tool_shows_no_secret(
     from orchestration.resources.replay import BUNDLED_BINANCE_DIR
     from trading.config import load_committee_config
 
-    caplog.set_level(logging.DEBUG)
     server = build_mcp_server(
         engine_for_url(password_url),
         committee_config=load_committee_config(),
@@ -317,11 +319,10 @@ def test_the_metrics_exporter_shows_no_password_reachable_or_not(
     from cli.metrics import StoreExporter, exporter_registry
     from orchestration.deployment import Deployment
 
-    caplog.set_level(logging.DEBUG)
     scrapes = []
     for url in (
         planted_env["COINSWARM_POSTGRES_URL"],
-        f"postgresql+psycopg://{SCAN_ROLE}:{DB_PASSWORD}@127.0.0.1:9/none",
+        UNREACHABLE_URL,
     ):
         monkeypatch.setenv("COINSWARM_POSTGRES_URL", url)
         exporter = StoreExporter(Deployment.PROD, mongo=False, dagster=False, budget_s=5.0)

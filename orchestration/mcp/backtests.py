@@ -27,7 +27,13 @@ import sqlalchemy as sa
 
 from orchestration.mcp.errors import Busy, InvalidArgument, NotFound
 from orchestration.mcp.views import fetch_rows, jsonable
-from trading.backtest.data import Dataset, DatasetError, describe_name, load_dataset
+from trading.backtest.data import (
+    Dataset,
+    DatasetError,
+    datasets_by_symbol,
+    describe_name,
+    load_dataset,
+)
 from trading.backtest.engine import run_backtest
 from trading.config import CONFIGS_DIR, CommitteeConfigError, load_committee_config
 
@@ -278,17 +284,9 @@ class BacktestDesk:
                 "no staged candles in that window"
                 + (f" for {', '.join(symbols)}" if symbols else "")
             )
-        frame = pd.DataFrame(rows)
-        frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
-        return [
-            Dataset(
-                path=Path(f"analytics.stg_binance_ohlcv[{symbol}]"),
-                venue=self.staged_venue,
-                symbol=str(symbol),
-                frame=group.reset_index(drop=True),
-            )
-            for symbol, group in frame.groupby("symbol", sort=True)
-        ]
+        return datasets_by_symbol(
+            pd.DataFrame(rows), self.staged_venue, source="analytics.stg_binance_ohlcv"
+        )
 
     @staticmethod
     def _files(

@@ -64,21 +64,19 @@ def test_the_kill_switch_halts_a_gate_and_withdraws_the_live_release(
     assert not reset.live_released, "resetting the kill switch must not release live trading"
 
 
-def test_a_live_gate_stays_reducing_until_released(pg_engine: sa.Engine) -> None:
+def test_switches_touch_a_gate_only_through_the_kill_switch(pg_engine: sa.Engine) -> None:
+    """Pause and release leave a gate as it is: the live session's REDUCING start and its
+    release are open_live_session's (tests/orchestration/test_live_session.py)."""
     control = TradingControl(pg_engine)
-    gate = _gate()
-    control.apply_to(gate, control.status(), live=True)
-    assert gate.state is RiskState.REDUCING
-
     paper = _gate()
-    control.apply_to(paper, control.status(), live=False)
+    control.apply_to(paper, control.pause("looking", actor="alice"))
     assert paper.state is RiskState.ACTIVE
+    assert paper.refresh(Portfolio("BTC", 1.0), {}) is RiskState.ACTIVE
 
-    released = _gate()
-    control.apply_to(released, control.release_live("keys checked", actor="alice"), live=True)
-    assert released.state is RiskState.ACTIVE
-    portfolio = Portfolio("BTC", 1.0)
-    assert released.refresh(portfolio, {}) is RiskState.ACTIVE
+    reducing = _gate()
+    reducing.reduce_only("live start")
+    control.apply_to(reducing, control.release_live("keys checked", actor="alice"))
+    assert reducing.state is RiskState.REDUCING
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,21 @@ class Dataset:
         return self.symbol.split("/")[1]
 
 
+def datasets_by_symbol(frame: pd.DataFrame, venue: str, source: str) -> list[Dataset]:
+    """One Dataset per pair of a multi-pair candle frame (symbol, ts, OHLCV), in symbol order;
+    ``source`` names where the rows came from (a table), shown as each dataset's path."""
+    frame = frame.assign(ts=pd.to_datetime(frame["ts"], utc=True))
+    return [
+        Dataset(
+            path=Path(f"{source}[{symbol}]"),
+            venue=venue,
+            symbol=str(symbol),
+            frame=group.reset_index(drop=True),
+        )
+        for symbol, group in frame.groupby("symbol", sort=True)
+    ]
+
+
 def split_pair(pair: str) -> str:
     """``ETHBTC`` -> ``ETH/BTC``, by the longest known quote currency at the end."""
     for quote in sorted(QUOTES, key=len, reverse=True):
